@@ -1,0 +1,449 @@
+/* handler.c -- one HTTP request: canonical path, count, route, answer
+ *
+ * The order matters and is the contract (API.md 1): the canonical path is
+ * computed first, the hit is counted before anything is answered (a
+ * canonical path over 2048 bytes is the only thing not counted), and only
+ * then is the request routed. Validation errors, unknown paths and wrong
+ * methods are counted like any other request.
+ *
+ * Handlers build their answers with jansson and hand them to reply.c. Text
+ * from the request reaches an answer only through JSON escaping, and a
+ * header only after it was validated or percent-encoded.
+ */
+
+#include "handler.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "param.h"
+#include "path.h"
+#include "reply.h"
+#include "route.h"
+#include "run.h"
+
+/* Largest offset accepted by /stats/: 2^53 - 1, the largest integer every
+ * JSON client reads exactly. */
+#define STATS_OFFSET_MAX 9007199254740991ULL
+
+/* Runs GET /test/runs/ lists when no limit is given. */
+#define RUNS_DEFAULT_LIMIT 20
+
+/* Seconds a client should wait after a 429 or 503. */
+#define RETRY_AFTER_BUSY  "Retry-After: 5\r\n"
+#define RETRY_AFTER_REDIS "Retry-After: 1\r\n"
+
+struct request {
+    const char *method;
+    const char *query;
+    const char *authorization;
+    char path[PATH_CANON_MAX + 1];
+    size_t pathlen;
+    struct route route;
+    struct reply rp;
+};
+
+static const char *param(FCGX_Request *req, const char *name)
+{
+    return FCGX_GetParam(name, req->envp);
+}
+
+/* nginx's $request_id is 32 hex digits; accept any short token of safe
+ * characters so it can be echoed, and drop anything else. */
+static const char *valid_request_id(const char *id)
+{
+    size_t n;
+
+    if (id == NULL || *id == '\0') {
+        return NULL;
+    }
+    n = strspn(id, "0123456789abcdefABCDEF-_.");
+    return n == strlen(id) && n <= 64 ? id : NULL;
+}
+
+/* Methods are HTTP tokens; echo one in a message only if it is one. */
+static int valid_method(const char *m)
+{
+    size_t n =
+        strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!#$%&'*+^`|~");
+    return *m != '\0' && n == strlen(m) && n <= 32;
+}
+
+static void serve_error(struct request *r, int status, const char *code, const char *message,
+                        const char *extra)
+{
+    reply_error(&r->rp, status, code, message, extra);
+}
+
+static void serve_json(struct request *r, int status, const char *extra, json_t *body)
+{
+    if (body == NULL || reply_json(&r->rp, status, extra, body) != 0) {
+        serve_error(r, 500, "internal_error", "could not build the answer", NULL);
+    }
+    json_decref(body);
+}
+
+static void serve_redis_down(struct request *r)
+{
+    serve_error(r, 503, "service_unavailable", "Redis is unreachable; try again shortly",
+                RETRY_AFTER_REDIS);
+}
+
+static void serve_method(struct request *r)
+{
+    const char *allow = route_allow(r->route.id);
+    char extra[64], msg[128];
+
+    snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+    if (valid_method(r->method)) {
+        snprintf(msg, sizeof(msg), "method %s is not allowed here; use %s", r->method, allow);
+    } else {
+        snprintf(msg, sizeof(msg), "method not allowed here; use %s", allow);
+    }
+    serve_error(r, 405, "method_not_allowed", msg, extra);
+}
+
+/* Append s to buf as header-safe text: printable ASCII except space stays,
+ * everything else becomes %XX. Returns -1 if it does not fit. */
+static int append_header_safe(char *buf, size_t size, size_t *len, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if (*len + 4 > size) {
+            return -1;
+        }
+        if (c > 0x20 && c < 0x7f) {
+            buf[(*len)++] = (char)c;
+        } else {
+            buf[(*len)++] = '%';
+            buf[(*len)++] = hex[c >> 4];
+            buf[(*len)++] = hex[c & 0x0f];
+        }
+    }
+    buf[*len] = '\0';
+    return 0;
+}
+
+static void serve_slash(struct request *r)
+{
+    char location[PATH_CANON_MAX + 8 + 3 * 1024], header[sizeof(location) + 16];
+    size_t len = 0;
+
+    memcpy(location, r->path, r->pathlen);
+    len = r->pathlen;
+    location[len++] = '/';
+    location[len] = '\0';
+    if (r->query != NULL && *r->query != '\0') {
+        location[len++] = '?';
+        location[len] = '\0';
+        if (append_header_safe(location, sizeof(location), &len, r->query) != 0) {
+            /* An absurd query string: redirect without it. */
+            len = r->pathlen + 1;
+            location[len] = '\0';
+        }
+    }
+    snprintf(header, sizeof(header), "Location: %s\r\n", location);
+    serve_json(r, 308, header, json_pack("{s:s}", "location", location));
+}
+
+static void serve_api(struct request *r)
+{
+    serve_json(r, 200, NULL, json_pack("{s:s%}", "path", r->path, r->pathlen));
+}
+
+/* Parse an optional numeric query parameter. Returns 0 and sets *out (the
+ * default when absent), or -1 after answering 400. */
+static int query_number(struct request *r, const char *name, unsigned long long min,
+                        unsigned long long max, unsigned long long def, unsigned long long *out)
+{
+    size_t vlen = 0;
+    const char *v = param_find(r->query, name, &vlen);
+    char msg[128];
+
+    if (v == NULL) {
+        *out = def;
+        return 0;
+    }
+    if (param_uint(v, vlen, min, max, out) == 0) {
+        return 0;
+    }
+    snprintf(msg, sizeof(msg), "%s must be an integer from %llu to %llu", name, min, max);
+    serve_error(r, 400, "bad_request", msg, NULL);
+    return -1;
+}
+
+/* A JSON string for a stored path. Paths this service wrote are canonical
+ * printable ASCII; anything else found in Redis is shown percent-encoded
+ * rather than allowed to break the answer. */
+static json_t *path_string(const char *p, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    json_t *s = NULL;
+    char *buf;
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c < 0x20 || c >= 0x7f) {
+            goto encode;
+        }
+    }
+    return json_stringn(p, len);
+
+encode:
+    buf = malloc(3 * len + 1);
+    if (buf == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+
+        if (c < 0x20 || c >= 0x7f || c == '%') {
+            buf[n++] = '%';
+            buf[n++] = hex[c >> 4];
+            buf[n++] = hex[c & 0x0f];
+        } else {
+            buf[n++] = (char)c;
+        }
+    }
+    s = json_stringn(buf, n);
+    free(buf);
+    return s;
+}
+
+static void serve_stats(const struct handler_ctx *ctx, struct request *r)
+{
+    unsigned long long limit, offset;
+    struct store_page page;
+    json_t *body, *urls;
+    char next[96];
+
+    if (query_number(r, "limit", 1, (unsigned long long)ctx->cfg->stats_max_limit,
+                     (unsigned long long)ctx->cfg->stats_default_limit, &limit) != 0 ||
+        query_number(r, "offset", 0, STATS_OFFSET_MAX, 0, &offset) != 0) {
+        return;
+    }
+    if (store_page(ctx->st, (long long)offset, (long long)limit, &page) != 0) {
+        store_page_free(&page);
+        serve_redis_down(r);
+        return;
+    }
+    urls = json_array();
+    for (size_t i = 0; urls != NULL && i < page.n; i++) {
+        json_t *item =
+            json_pack("{s:o, s:I}", "url", path_string(page.entries[i].path, page.entries[i].len),
+                      "count", (json_int_t)page.entries[i].count);
+        if (item == NULL || json_array_append_new(urls, item) != 0) {
+            json_decref(urls);
+            urls = NULL;
+        }
+    }
+    snprintf(next, sizeof(next), "/stats/?offset=%llu&limit=%llu", offset + limit, limit);
+    body = json_pack("{s:I, s:I, s:I, s:I, s:o, s:s?, s:I}", "total_requests",
+                     (json_int_t)page.total, "unique_urls", (json_int_t)page.unique, "offset",
+                     (json_int_t)offset, "limit", (json_int_t)limit, "urls", urls, "next",
+                     offset + limit < (unsigned long long)page.unique ? next : NULL, "dropped_hits",
+                     (json_int_t)page.dropped);
+    store_page_free(&page);
+    serve_json(r, 200, NULL, body);
+}
+
+/* The test endpoints are off, or need a token the request lacks. Returns 0
+ * when the request may go on, -1 after answering. */
+static int test_gate(const struct handler_ctx *ctx, struct request *r, int needs_token)
+{
+    const char *token = ctx->cfg->test_token;
+    const char *auth = r->authorization;
+    unsigned char diff = 0;
+    size_t tlen, alen;
+
+    if (!ctx->cfg->test_enabled) {
+        serve_error(r, 403, "forbidden", "test runs are disabled on this server", NULL);
+        return -1;
+    }
+    if (!needs_token || token[0] == '\0') {
+        return 0;
+    }
+    tlen = strlen(token);
+    alen = auth != NULL ? strlen(auth) : 0;
+    if (alen == tlen + 7 && strncmp(auth, "Bearer ", 7) == 0) {
+        /* Constant-time compare: no early exit on the first difference. */
+        for (size_t i = 0; i < tlen; i++) {
+            diff |= (unsigned char)(auth[7 + i] ^ token[i]);
+        }
+        if (diff == 0) {
+            return 0;
+        }
+    }
+    serve_error(r, 401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>'",
+                "WWW-Authenticate: Bearer\r\n");
+    return -1;
+}
+
+static void serve_test_start(const struct handler_ctx *ctx, struct request *r)
+{
+    unsigned long long n;
+    struct run run;
+    char msg[128], header[64];
+    int rc;
+
+    if (test_gate(ctx, r, 1) != 0) {
+        return;
+    }
+    if (param_uint(r->route.arg, r->route.arglen, 1,
+                   (unsigned long long)ctx->cfg->test_max_requests, &n) != 0) {
+        snprintf(msg, sizeof(msg), "n must be an integer from 1 to %lld",
+                 ctx->cfg->test_max_requests);
+        serve_error(r, 400, "bad_request", msg, NULL);
+        return;
+    }
+    memset(&run, 0, sizeof(run));
+    if (run_id_new(run.id) != 0) {
+        serve_error(r, 500, "internal_error", "could not draw a run id", NULL);
+        return;
+    }
+    run.requests = (long long)n;
+    run.status = RUN_QUEUED;
+    run.created_ms = clock_wall_ms();
+    rc = store_run_create(ctx->st, &run, ctx->cfg->test_max_active, ctx->cfg->test_runs_kept);
+    if (rc < 0) {
+        serve_redis_down(r);
+        return;
+    }
+    if (rc > 0) {
+        snprintf(msg, sizeof(msg), "%d test runs are queued or running already; retry later",
+                 ctx->cfg->test_max_active);
+        serve_error(r, 429, "too_many_requests", msg, RETRY_AFTER_BUSY);
+        return;
+    }
+    snprintf(header, sizeof(header), "Location: /test/runs/%s/\r\n", run.id);
+    log_info("test run %s queued: %llu requests", run.id, n);
+    serve_json(r, 202, header,
+               json_pack("{s:s, s:I, s:s, s:s++}", "id", run.id, "requests", (json_int_t)n,
+                         "status", "queued", "status_url", "/test/runs/", run.id, "/"));
+}
+
+static void serve_run(const struct handler_ctx *ctx, struct request *r)
+{
+    char id[RUN_ID_LEN + 1];
+    struct run run;
+    int rc;
+
+    if (test_gate(ctx, r, 0) != 0) {
+        return;
+    }
+    if (!run_id_valid(r->route.arg, r->route.arglen)) {
+        serve_error(r, 404, "not_found", "no such test run", NULL);
+        return;
+    }
+    memcpy(id, r->route.arg, RUN_ID_LEN);
+    id[RUN_ID_LEN] = '\0';
+    rc = store_run_get(ctx->st, id, &run);
+    if (rc < 0) {
+        serve_redis_down(r);
+    } else if (rc > 0) {
+        serve_error(r, 404, "not_found", "no such test run", NULL);
+    } else {
+        serve_json(r, 200, NULL, run_to_json(&run, clock_wall_ms()));
+    }
+}
+
+static void serve_run_list(const struct handler_ctx *ctx, struct request *r)
+{
+    unsigned long long kept = (unsigned long long)ctx->cfg->test_runs_kept, limit;
+    unsigned long long def = RUNS_DEFAULT_LIMIT < kept ? RUNS_DEFAULT_LIMIT : kept;
+    struct run *runs;
+    size_t n = 0;
+    json_t *list;
+    int64_t now = clock_wall_ms();
+
+    if (test_gate(ctx, r, 0) != 0 || query_number(r, "limit", 1, kept, def, &limit) != 0) {
+        return;
+    }
+    runs = calloc(limit, sizeof(*runs));
+    if (runs == NULL) {
+        serve_error(r, 500, "internal_error", "out of memory", NULL);
+        return;
+    }
+    if (store_run_list(ctx->st, limit, runs, &n) != 0) {
+        free(runs);
+        serve_redis_down(r);
+        return;
+    }
+    list = json_array();
+    for (size_t i = 0; list != NULL && i < n; i++) {
+        if (json_array_append_new(list, run_to_json(&runs[i], now)) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    free(runs);
+    serve_json(r, 200, NULL, json_pack("{s:o, s:I}", "runs", list, "limit", (json_int_t)limit));
+}
+
+void handler_serve(const struct handler_ctx *ctx, FCGX_Request *req)
+{
+    struct request r;
+    const char *uri = param(req, "REQUEST_URI");
+    size_t urilen = uri != NULL ? strlen(uri) : 0;
+
+    memset(&r.route, 0, sizeof(r.route));
+    r.method = param(req, "REQUEST_METHOD");
+    if (r.method == NULL) {
+        r.method = "";
+    }
+    r.query = param(req, "QUERY_STRING");
+    r.authorization = param(req, "HTTP_AUTHORIZATION");
+    r.rp.out = req->out;
+    r.rp.head = strcmp(r.method, "HEAD") == 0;
+    r.rp.request_id = valid_request_id(param(req, "REQUEST_ID"));
+
+    if (path_canon(uri != NULL ? uri : "/", urilen, r.path, &r.pathlen) != 0) {
+        serve_error(&r, 414, "uri_too_long", "the canonical path is longer than 2048 bytes", NULL);
+        return;
+    }
+
+    /* Counted before anything is answered: API.md 1. A full buffer drops
+     * the hit; hitbuf tallies it and the worker logs it. */
+    hitbuf_add(ctx->hb, r.path, 1);
+
+    route_match(r.path, r.pathlen, &r.route);
+    if (r.route.id == ROUTE_NOT_FOUND) {
+        serve_error(&r, 404, "not_found", "no such endpoint", NULL);
+        return;
+    }
+    if (r.route.id == ROUTE_SLASH) {
+        serve_slash(&r);
+        return;
+    }
+    if (!route_method_ok(r.route.id, r.method)) {
+        serve_method(&r);
+        return;
+    }
+    switch (r.route.id) {
+    case ROUTE_API:
+        serve_api(&r);
+        break;
+    case ROUTE_STATS:
+        serve_stats(ctx, &r);
+        break;
+    case ROUTE_TEST_START:
+        serve_test_start(ctx, &r);
+        break;
+    case ROUTE_RUN_LIST:
+        serve_run_list(ctx, &r);
+        break;
+    case ROUTE_RUN:
+        serve_run(ctx, &r);
+        break;
+    case ROUTE_NOT_FOUND:
+    case ROUTE_SLASH:
+        break;
+    }
+}

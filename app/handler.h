@@ -1,0 +1,25 @@
+/* handler.h -- one HTTP request: canonical path, count, route, answer */
+
+#ifndef REQSTATS_HANDLER_H
+#define REQSTATS_HANDLER_H
+
+#include <fcgiapp.h>
+
+#include "config.h"
+#include "hitbuf.h"
+#include "store.h"
+
+/* What a worker lends the handlers; all borrowed. */
+struct handler_ctx {
+    const struct config *cfg;
+    struct store *st;
+    struct hitbuf *hb;
+};
+
+/* Answer the request read by FCGX_Accept_r(): compute the canonical path
+ * from REQUEST_URI, count it in ctx->hb (except a 414), route it and write
+ * the whole response to req->out. Never fails: every outcome is a JSON
+ * answer. The caller finishes the request (FCGX_Finish_r). */
+void handler_serve(const struct handler_ctx *ctx, FCGX_Request *req);
+
+#endif

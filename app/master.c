@@ -1,0 +1,373 @@
+/* master.c -- the supervising process: listen socket, children, signals
+ *
+ * The master owns nothing a request touches. It opens the listen socket,
+ * forks the children and then sleeps in ppoll() with its signals blocked
+ * everywhere else, so a handler only ever sets a flag the loop reads:
+ *
+ *   - SIGCHLD: reap every exited child (waitpid WNOHANG), log how it ended,
+ *     and schedule a respawn. A child that ran less than RESPAWN_QUICK_MS
+ *     is respawned after a backoff that doubles up to RESPAWN_MAX_MS, so a
+ *     crash loop cannot spin; one that exits with CONFIG_EXIT_FATAL is never
+ *     respawned (and if every worker did so, the master gives up);
+ *   - SIGTERM, SIGINT: remove the unix socket so nginx stops connecting,
+ *     send SIGTERM to every child (they finish requests and flush their
+ *     hits), wait up to SHUTDOWN_TIMEOUT_MS, SIGKILL the rest, exit 0.
+ *
+ * Children ask the kernel for SIGTERM when the master dies, so a master
+ * killed with SIGKILL leaves no workers serving on their own.
+ */
+
+#include "master.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "listener.h"
+#include "log.h"
+#include "runner.h"
+#include "worker.h"
+
+#define RESPAWN_QUICK_MS 2000
+#define RESPAWN_MIN_MS   100
+#define RESPAWN_MAX_MS   5000
+
+static volatile sig_atomic_t child_flag, stop_flag;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGCHLD) {
+        child_flag = 1;
+    } else {
+        stop_flag = 1;
+    }
+}
+
+enum role { ROLE_WORKER, ROLE_RUNNER };
+
+struct child {
+    enum role role;
+    int index;
+    pid_t pid;          /* 0 when not running */
+    int64_t started_ms; /* when the current process started */
+    int backoff_ms;
+    int64_t respawn_at; /* 0 = not scheduled */
+    int fatal;          /* exited with CONFIG_EXIT_FATAL: never respawned */
+};
+
+struct master {
+    const struct config *cfg;
+    int listen_fd;
+    struct child *children;
+    int nchildren;
+    sigset_t waitmask;
+};
+
+static const char *role_name(enum role r)
+{
+    return r == ROLE_WORKER ? "worker" : "runner";
+}
+
+/* In the child: reset what the master set up, run, exit. */
+static void child_main(struct master *m, struct child *c, pid_t master_pid)
+{
+    struct sigaction sa;
+    sigset_t none;
+    int status;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    if (c->role == ROLE_WORKER) {
+        log_init("worker", m->cfg->log_level);
+        status = worker_run(m->cfg, m->listen_fd, c->index, master_pid);
+    } else {
+        /* The runner is a client: it must not hold the listen socket. */
+        close(m->listen_fd);
+        log_init("runner", m->cfg->log_level);
+        status = runner_run(m->cfg, master_pid);
+    }
+    free(m->children);
+    exit(status);
+}
+
+static int spawn(struct master *m, struct child *c)
+{
+    pid_t master_pid = getpid();
+    pid_t pid = fork();
+
+    if (pid < 0) {
+        log_error("fork %s %d: %s", role_name(c->role), c->index, strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        child_main(m, c, master_pid);
+    }
+    c->pid = pid;
+    c->started_ms = clock_mono_ms();
+    c->respawn_at = 0;
+    log_info("%s %d started as pid %ld", role_name(c->role), c->index, (long)pid);
+    return 0;
+}
+
+static struct child *find(struct master *m, pid_t pid)
+{
+    for (int i = 0; i < m->nchildren; i++) {
+        if (m->children[i].pid == pid) {
+            return &m->children[i];
+        }
+    }
+    return NULL;
+}
+
+static void describe_exit(int status, char *buf, size_t len)
+{
+    if (WIFEXITED(status)) {
+        snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+    } else if (WIFSIGNALED(status)) {
+        snprintf(buf, len, "killed by signal %d (%s)%s", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)), WCOREDUMP(status) ? ", core dumped" : "");
+    } else {
+        snprintf(buf, len, "ended with wait status %d", status);
+    }
+}
+
+/* Reap every exited child; schedule respawns unless stopping. */
+static void reap(struct master *m, int stopping)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        struct child *c = find(m, pid);
+        int64_t now = clock_mono_ms();
+        char how[96];
+
+        describe_exit(status, how, sizeof(how));
+        if (c == NULL) {
+            log_warn("unknown child %ld %s", (long)pid, how);
+            continue;
+        }
+        c->pid = 0;
+        if (stopping) {
+            log_info("%s %d (pid %ld) %s", role_name(c->role), c->index, (long)pid, how);
+            continue;
+        }
+        if (WIFEXITED(status) && WEXITSTATUS(status) == CONFIG_EXIT_FATAL) {
+            c->fatal = 1;
+            log_error("%s %d (pid %ld) %s (fatal): not respawning", role_name(c->role), c->index,
+                      (long)pid, how);
+            continue;
+        }
+        if (now - c->started_ms < RESPAWN_QUICK_MS) {
+            c->backoff_ms = c->backoff_ms == 0 ? RESPAWN_MIN_MS : c->backoff_ms * 2;
+            if (c->backoff_ms > RESPAWN_MAX_MS) {
+                c->backoff_ms = RESPAWN_MAX_MS;
+            }
+        } else {
+            c->backoff_ms = 0;
+        }
+        c->respawn_at = now + c->backoff_ms;
+        log_warn("%s %d (pid %ld) %s; respawning in %d ms", role_name(c->role), c->index, (long)pid,
+                 how, c->backoff_ms);
+    }
+}
+
+/* Respawn what is due; returns ms until the next scheduled respawn, or -1. */
+static int respawn_due(struct master *m)
+{
+    int64_t now = clock_mono_ms(), next = -1;
+
+    for (int i = 0; i < m->nchildren; i++) {
+        struct child *c = &m->children[i];
+
+        if (c->pid != 0 || c->fatal || c->respawn_at == 0) {
+            continue;
+        }
+        if (c->respawn_at <= now) {
+            if (spawn(m, c) != 0) {
+                c->respawn_at = now + RESPAWN_MAX_MS;
+            } else {
+                continue;
+            }
+        }
+        if (next < 0 || c->respawn_at < next) {
+            next = c->respawn_at;
+        }
+    }
+    return next < 0 ? -1 : (int)(next - now);
+}
+
+static int all_workers_fatal(const struct master *m)
+{
+    for (int i = 0; i < m->nchildren; i++) {
+        if (m->children[i].role == ROLE_WORKER && !m->children[i].fatal) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int running(const struct master *m)
+{
+    int n = 0;
+
+    for (int i = 0; i < m->nchildren; i++) {
+        n += m->children[i].pid != 0;
+    }
+    return n;
+}
+
+static void signal_all(struct master *m, int sig)
+{
+    for (int i = 0; i < m->nchildren; i++) {
+        if (m->children[i].pid != 0) {
+            kill(m->children[i].pid, sig);
+        }
+    }
+}
+
+static void wait_signal(struct master *m, int timeout_ms)
+{
+    struct timespec ts, *tsp = NULL;
+
+    if (timeout_ms >= 0) {
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+        tsp = &ts;
+    }
+    /* Signals are delivered only here, atomically with the wait. */
+    ppoll(NULL, 0, tsp, &m->waitmask);
+}
+
+static void shutdown_children(struct master *m)
+{
+    int64_t deadline = clock_mono_ms() + m->cfg->shutdown_timeout_ms;
+
+    log_info("stopping: %d children, grace %d ms", running(m), m->cfg->shutdown_timeout_ms);
+    listener_unlink(m->cfg);
+    close(m->listen_fd);
+    m->listen_fd = -1;
+    signal_all(m, SIGTERM);
+    while (running(m) > 0) {
+        int64_t left = deadline - clock_mono_ms();
+
+        if (left <= 0) {
+            log_warn("%d children still running after %d ms: killing them", running(m),
+                     m->cfg->shutdown_timeout_ms);
+            signal_all(m, SIGKILL);
+            while (running(m) > 0) {
+                int status;
+                pid_t pid = waitpid(-1, &status, 0);
+                struct child *c;
+
+                if (pid < 0) {
+                    break;
+                }
+                c = find(m, pid);
+                if (c != NULL) {
+                    c->pid = 0;
+                }
+            }
+            break;
+        }
+        child_flag = 0;
+        reap(m, 1);
+        if (running(m) > 0) {
+            wait_signal(m, (int)(left < 100 ? left : 100));
+        }
+    }
+}
+
+int master_run(const struct config *cfg)
+{
+    struct master m;
+    struct sigaction sa;
+    sigset_t block;
+    char err[256];
+    int status = 0, nworkers = cfg->workers;
+
+    memset(&m, 0, sizeof(m));
+    m.cfg = cfg;
+    m.listen_fd = listener_open(cfg, err, sizeof(err));
+    if (m.listen_fd < 0) {
+        log_error("cannot listen: %s", err);
+        return CONFIG_EXIT_FATAL;
+    }
+    m.nchildren = nworkers + (cfg->test_enabled ? 1 : 0);
+    m.children = calloc((size_t)m.nchildren, sizeof(*m.children));
+    if (m.children == NULL) {
+        log_error("out of memory");
+        close(m.listen_fd);
+        listener_unlink(cfg);
+        return 1;
+    }
+    for (int i = 0; i < m.nchildren; i++) {
+        m.children[i].role = i < nworkers ? ROLE_WORKER : ROLE_RUNNER;
+        m.children[i].index = i < nworkers ? i : 0;
+    }
+
+    sigemptyset(&block);
+    sigaddset(&block, SIGCHLD);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
+    sigprocmask(SIG_BLOCK, &block, &m.waitmask);
+    sigdelset(&m.waitmask, SIGCHLD);
+    sigdelset(&m.waitmask, SIGTERM);
+    sigdelset(&m.waitmask, SIGINT);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGPIPE, &sa, NULL);
+
+    log_info("reqstats starting: listening on %s%s, %d workers, test runs %s",
+             cfg->fcgi_unix ? "unix:" : "", cfg->fcgi_listen, nworkers,
+             cfg->test_enabled ? "enabled" : "disabled");
+    for (int i = 0; i < m.nchildren && !stop_flag; i++) {
+        spawn(&m, &m.children[i]);
+    }
+
+    while (!stop_flag) {
+        int timeout;
+
+        if (child_flag) {
+            child_flag = 0;
+            reap(&m, 0);
+            if (all_workers_fatal(&m)) {
+                log_error("every worker failed fatally: giving up");
+                status = CONFIG_EXIT_FATAL;
+                break;
+            }
+        }
+        timeout = respawn_due(&m);
+        if (stop_flag || child_flag) {
+            continue;
+        }
+        wait_signal(&m, timeout);
+    }
+
+    shutdown_children(&m);
+    if (m.listen_fd >= 0) {
+        close(m.listen_fd);
+    }
+    free(m.children);
+    log_info("stopped");
+    return status;
+}

@@ -1,0 +1,384 @@
+/* runner.c -- the process that executes test runs with libcurl
+ *
+ * POST /test/{n}/ only records a queued run in Redis; this process, one
+ * per service, supervised by the master like the workers, takes queued
+ * runs oldest first and executes them one at a time. Why a separate
+ * process fed from Redis:
+ *
+ *   - it is outside the worker pool, so its requests are served by workers
+ *     that are never busy waiting for them (no self-request deadlock);
+ *   - the queue and every record live in Redis, so queued runs survive a
+ *     restart of the app, and a run cut short is visible as such;
+ *   - resource use is fixed: one process, TEST_CONCURRENCY transfers,
+ *     TEST_MAX_ACTIVE runs queued or running, TEST_MAX_REQUESTS per run.
+ *
+ * A run is driven by libcurl's multi interface: a window of
+ * TEST_CONCURRENCY transfers over reused keep-alive connections, each with
+ * a timeout; every finished transfer frees a place for the next. Progress
+ * (counters and a heartbeat) is written every PROGRESS_MS. A run whose
+ * runner died without finishing it (SIGKILL, a crash, a power cut) stops
+ * beating; every runner sweeps the active runs each SWEEP_MS and marks such
+ * runs failed, so none stays "running" forever. A graceful stop marks the
+ * current run failed at once.
+ *
+ * The target is TEST_TARGET_URL from the configuration, never anything
+ * from a request; only http and https are allowed, redirects are not
+ * followed.
+ */
+
+#include "runner.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "run.h"
+#include "store.h"
+#include "urlgen.h"
+
+#define PROGRESS_MS  200
+#define SWEEP_MS     1000
+#define STALE_MS     5000 /* a running run silent this long is dead */
+#define IDLE_WAIT_MS 200  /* queue polling interval when idle */
+#define FINISH_TRIES 25   /* x IDLE_WAIT_MS: how long to retry a final write */
+#define URL_MAX      (512 + URLGEN_URL_MAX)
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+struct transfer {
+    CURL *easy;
+    char url[URL_MAX];
+    int busy;
+};
+
+struct runner {
+    const struct config *cfg;
+    struct store *st;
+    char owner[RUN_ID_LEN + 1];
+    CURLM *multi;
+    struct transfer *xfers;
+    int nxfers;
+    sigset_t waitmask;
+};
+
+static size_t discard(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    (void)ptr;
+    (void)userdata;
+    return size * nmemb;
+}
+
+static void sleep_ms(const struct runner *rn, int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    ppoll(NULL, 0, &ts, &rn->waitmask);
+}
+
+static int setup_transfers(struct runner *rn)
+{
+    const struct config *cfg = rn->cfg;
+    CURLMcode mc;
+
+    rn->multi = curl_multi_init();
+    rn->nxfers = cfg->test_concurrency;
+    rn->xfers = calloc((size_t)rn->nxfers, sizeof(*rn->xfers));
+    if (rn->multi == NULL || rn->xfers == NULL) {
+        return -1;
+    }
+    mc = curl_multi_setopt(rn->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)rn->nxfers);
+    if (mc == CURLM_OK) {
+        mc = curl_multi_setopt(rn->multi, CURLMOPT_MAXCONNECTS, (long)rn->nxfers);
+    }
+    if (mc != CURLM_OK) {
+        log_error("curl_multi_setopt: %s", curl_multi_strerror(mc));
+        return -1;
+    }
+    for (int i = 0; i < rn->nxfers; i++) {
+        CURL *e = curl_easy_init();
+        CURLcode cc = CURLE_OK;
+
+        if (e == NULL) {
+            return -1;
+        }
+        rn->xfers[i].easy = e;
+        cc |= curl_easy_setopt(e, CURLOPT_PRIVATE, &rn->xfers[i]);
+        cc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+        cc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        cc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)cfg->test_request_timeout_ms);
+        cc |= curl_easy_setopt(
+            e, CURLOPT_CONNECTTIMEOUT_MS,
+            (long)(cfg->test_request_timeout_ms < 2000 ? cfg->test_request_timeout_ms : 2000));
+        cc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        cc |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+        cc |= curl_easy_setopt(e, CURLOPT_USERAGENT, "reqstats-testrun/1");
+        if (cc != CURLE_OK) {
+            log_error("curl_easy_setopt failed");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void free_transfers(struct runner *rn)
+{
+    for (int i = 0; rn->xfers != NULL && i < rn->nxfers; i++) {
+        if (rn->xfers[i].busy) {
+            curl_multi_remove_handle(rn->multi, rn->xfers[i].easy);
+        }
+        curl_easy_cleanup(rn->xfers[i].easy);
+    }
+    free(rn->xfers);
+    rn->xfers = NULL;
+    if (rn->multi != NULL) {
+        curl_multi_cleanup(rn->multi);
+        rn->multi = NULL;
+    }
+}
+
+/* Start one transfer on a free handle. Returns 0 or -1 (run error). */
+static int start_transfer(struct runner *rn, struct urlgen *g, struct run *r, char *err,
+                          size_t errlen)
+{
+    struct transfer *t = NULL;
+    char path[URLGEN_URL_MAX];
+    CURLMcode mc;
+
+    for (int i = 0; i < rn->nxfers; i++) {
+        if (!rn->xfers[i].busy) {
+            t = &rn->xfers[i];
+            break;
+        }
+    }
+    if (t == NULL) {
+        return 0;
+    }
+    if (urlgen_next(g, path, sizeof(path)) < 0) {
+        snprintf(err, errlen, "getrandom: %s", strerror(errno));
+        return -1;
+    }
+    snprintf(t->url, sizeof(t->url), "%s%s", rn->cfg->test_target_url, path);
+    if (curl_easy_setopt(t->easy, CURLOPT_URL, t->url) != CURLE_OK) {
+        snprintf(err, errlen, "curl_easy_setopt URL failed");
+        return -1;
+    }
+    mc = curl_multi_add_handle(rn->multi, t->easy);
+    if (mc != CURLM_OK) {
+        snprintf(err, errlen, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
+        return -1;
+    }
+    t->busy = 1;
+    r->sent++;
+    return 0;
+}
+
+/* Collect finished transfers into the run's counters. */
+static void collect(struct runner *rn, struct run *r)
+{
+    CURLMsg *msg;
+    int left;
+
+    while ((msg = curl_multi_info_read(rn->multi, &left)) != NULL) {
+        struct transfer *t = NULL;
+        long code = 0;
+
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
+        }
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &code);
+        if (msg->data.result == CURLE_OK && code == 200) {
+            r->succeeded++;
+        } else {
+            r->failed++;
+            if (msg->data.result != CURLE_OK) {
+                snprintf(r->error, sizeof(r->error), "last failure: %s",
+                         curl_easy_strerror(msg->data.result));
+            } else {
+                snprintf(r->error, sizeof(r->error), "last failure: HTTP status %ld", code);
+            }
+        }
+        curl_multi_remove_handle(rn->multi, msg->easy_handle);
+        if (t != NULL) {
+            t->busy = 0;
+        }
+    }
+}
+
+static void write_progress(struct runner *rn, struct run *r)
+{
+    r->heartbeat_ms = clock_wall_ms();
+    if (store_run_progress(rn->st, r) != 0) {
+        log_warn("run %s: progress not recorded (Redis unavailable)", r->id);
+    }
+}
+
+static void finish(struct runner *rn, struct run *r)
+{
+    r->finished_ms = clock_wall_ms();
+    for (int i = 0; i < FINISH_TRIES; i++) {
+        if (store_run_finish(rn->st, r, rn->owner, rn->cfg->test_run_retention_s) == 0) {
+            log_info("run %s %s: %lld sent, %lld succeeded, %lld failed in %.3f s%s%s", r->id,
+                     run_status_name(r->status), r->sent, r->succeeded, r->failed,
+                     (double)(r->finished_ms - r->started_ms) / 1000.0, r->error[0] ? "; " : "",
+                     r->error);
+            return;
+        }
+        sleep_ms(rn, IDLE_WAIT_MS);
+    }
+    log_error("run %s: final state not recorded; the sweep will mark it failed", r->id);
+}
+
+static void execute(struct runner *rn, struct run *r)
+{
+    struct urlgen g;
+    int64_t last_progress = 0;
+    char err[160] = "";
+    int running = 0;
+
+    if (urlgen_init(&g) != 0) {
+        snprintf(err, sizeof(err), "getrandom: %s", strerror(errno));
+        goto fail;
+    }
+    for (int i = 0; i < URLGEN_POOL; i++) {
+        memcpy(r->pool[i], g.pool[i], sizeof(r->pool[i]));
+    }
+    r->npool = URLGEN_POOL;
+    r->sent = r->succeeded = r->failed = 0;
+    r->error[0] = '\0';
+    log_info("run %s started: %lld requests to %s, %d at a time, pool %s,%s,%s", r->id, r->requests,
+             rn->cfg->test_target_url, rn->nxfers, r->pool[0], r->pool[1], r->pool[2]);
+    write_progress(rn, r);
+
+    while (r->succeeded + r->failed < r->requests) {
+        CURLMcode mc;
+        int64_t now;
+
+        if (stop_flag) {
+            snprintf(err, sizeof(err), "interrupted: the service was stopped after %lld of %lld",
+                     r->succeeded + r->failed, r->requests);
+            goto fail;
+        }
+        while (r->sent < r->requests && r->sent - r->succeeded - r->failed < rn->nxfers) {
+            if (start_transfer(rn, &g, r, err, sizeof(err)) != 0) {
+                goto fail;
+            }
+        }
+        mc = curl_multi_perform(rn->multi, &running);
+        if (mc == CURLM_OK) {
+            collect(rn, r);
+            mc = curl_multi_poll(rn->multi, NULL, 0, 100, NULL);
+        }
+        if (mc != CURLM_OK) {
+            snprintf(err, sizeof(err), "libcurl: %s", curl_multi_strerror(mc));
+            goto fail;
+        }
+        now = clock_mono_ms();
+        if (now - last_progress >= PROGRESS_MS) {
+            write_progress(rn, r);
+            last_progress = now;
+        }
+    }
+    r->status = RUN_DONE;
+    finish(rn, r);
+    return;
+
+fail:
+    for (int i = 0; i < rn->nxfers; i++) {
+        if (rn->xfers[i].busy) {
+            curl_multi_remove_handle(rn->multi, rn->xfers[i].easy);
+            rn->xfers[i].busy = 0;
+        }
+    }
+    r->status = RUN_FAILED;
+    snprintf(r->error, sizeof(r->error), "%s", err);
+    finish(rn, r);
+}
+
+static void sweep(struct runner *rn)
+{
+    int n = store_run_sweep(rn->st, clock_wall_ms(), STALE_MS,
+                            "interrupted: its runner stopped (crash or restart)",
+                            rn->cfg->test_run_retention_s);
+    if (n > 0) {
+        log_warn("marked %d interrupted run%s failed", n, n == 1 ? "" : "s");
+    }
+}
+
+int runner_run(const struct config *cfg, pid_t master)
+{
+    struct runner rn;
+    struct sigaction sa;
+    sigset_t block;
+    int64_t last_sweep = 0;
+    int status = 0;
+
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != master) {
+        return 0;
+    }
+    memset(&rn, 0, sizeof(rn));
+    rn.cfg = cfg;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    /* Stop signals interrupt only the idle wait and curl_multi_poll (which
+     * is bounded at 100 ms), and are checked after each. */
+    sigemptyset(&block);
+    sigprocmask(SIG_BLOCK, &block, &rn.waitmask);
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error("curl_global_init failed");
+        return CONFIG_EXIT_FATAL;
+    }
+    rn.st = store_new(cfg);
+    if (rn.st == NULL || run_id_new(rn.owner) != 0 || setup_transfers(&rn) != 0) {
+        log_error("runner initialisation failed");
+        status = CONFIG_EXIT_FATAL;
+        goto out;
+    }
+    log_info("runner started: target %s, %d concurrent transfers", cfg->test_target_url,
+             cfg->test_concurrency);
+
+    while (!stop_flag) {
+        struct run r;
+        int64_t now = clock_mono_ms();
+        int rc;
+
+        if (now - last_sweep >= SWEEP_MS) {
+            sweep(&rn);
+            last_sweep = now;
+        }
+        rc = store_run_claim(rn.st, rn.owner, clock_wall_ms(), &r);
+        if (rc == 0) {
+            execute(&rn, &r);
+        } else {
+            sleep_ms(&rn, IDLE_WAIT_MS);
+        }
+    }
+    log_info("runner stopping");
+
+out:
+    free_transfers(&rn);
+    store_free(rn.st);
+    curl_global_cleanup();
+    return status;
+}

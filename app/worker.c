@@ -1,0 +1,455 @@
+/* worker.c -- a prefork FastCGI worker: connections, requests, flushes
+ *
+ * A worker is one process with one epoll set holding the shared listen
+ * socket, every FastCGI connection it has accepted, and its Redis batch
+ * connection. It never blocks waiting for any one of them:
+ *
+ *   - connections: nginx keeps FastCGI connections open between requests
+ *     (fastcgi_keep_conn). A plain libfcgi loop blocks reading the next
+ *     request on its one kept connection while others queue, which is why
+ *     keepalive stalls such workers. Here each connection has its own
+ *     FCGX_Request slot (up to WORKER_CONNECTIONS); FCGX_Accept_r is only
+ *     called on a slot whose connection epoll reported readable, or on a
+ *     free slot when the listen socket is readable (the listen socket is
+ *     non-blocking, so losing the accept race to another worker costs an
+ *     EAGAIN). Requests are answered one at a time, in arrival order;
+ *   - hits: handler.c counts each request into the hit buffer; every
+ *     FLUSH_INTERVAL_MS at most, the oldest waiting paths go to Redis as one
+ *     batch on the non-blocking connection, so a request never waits for a
+ *     Redis round trip and a slow or frozen Redis only makes hits wait;
+ *   - signals: SIGTERM/SIGINT are blocked except inside epoll_pwait, so
+ *     they only ever interrupt the wait, never a request.
+ *
+ * Shutdown: stop accepting, answer what nginx already sent on kept
+ * connections, close them, then write every held hit to Redis, waiting at
+ * most until the master's deadline. Hits still unwritten then are logged
+ * as lost.
+ *
+ * libfcgi detail: the slot's fd is read from FCGX_Request.ipcFd, the only
+ * way the library exposes it; after each request the fd is (re)added to
+ * epoll, because libfcgi may have closed a dead connection and accepted a
+ * new one under the same number.
+ */
+
+#include "worker.h"
+
+#include <errno.h>
+#include <fcgiapp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "handler.h"
+#include "hitbuf.h"
+#include "log.h"
+#include "store.h"
+
+#define TAG_LISTEN UINT64_MAX
+#define TAG_REDIS  (UINT64_MAX - 1)
+#define MAX_EVENTS 64
+
+/* How long a stopping worker keeps answering requests already on its kept
+ * connections before it closes them. */
+#define DRAIN_MS 300
+
+/* Request bodies are not used; this much is read and discarded before a
+ * connection is closed instead. nginx's client_max_body_size is far lower. */
+#define DRAIN_BODY_MAX (64 * 1024)
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+struct slot {
+    FCGX_Request req; /* req.ipcFd >= 0 while it holds a connection */
+};
+
+struct worker {
+    const struct config *cfg;
+    int index;
+    int listen_fd;
+    int listening; /* listen fd is in the epoll set */
+    int epfd;
+    struct slot *slots;
+    int nslots;
+    int *free_list; /* indexes of slots without a connection */
+    int nfree;
+    struct store *st;
+    struct hitbuf *hb;
+    struct handler_ctx ctx;
+    int64_t oldest_ms; /* when the oldest waiting hit arrived, 0 if none */
+    uint64_t dropped_logged;
+    int64_t dropped_log_ms;
+    sigset_t waitmask; /* mask inside epoll_pwait: stop signals let through */
+};
+
+static int listen_watch(struct worker *w, int on)
+{
+    struct epoll_event ev;
+
+    if (on == w->listening || w->listen_fd < 0) {
+        return 0;
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+    ev.data.u64 = TAG_LISTEN;
+    if (epoll_ctl(w->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, w->listen_fd, &ev) != 0) {
+        log_error("epoll_ctl listen: %s", strerror(errno));
+        return -1;
+    }
+    w->listening = on;
+    return 0;
+}
+
+/* After a request (or a failed read) on slot i: keep watching its
+ * connection, or put the slot back on the free list. The slot is never on
+ * the free list while this runs: accept_new() took it off. */
+static void slot_settle(struct worker *w, int i)
+{
+    struct slot *s = &w->slots[i];
+    struct epoll_event ev;
+
+    if (s->req.ipcFd >= 0) {
+        memset(&ev, 0, sizeof(ev));
+        ev.events = EPOLLIN;
+        ev.data.u64 = (uint64_t)i;
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, s->req.ipcFd, &ev) == 0 || errno == EEXIST) {
+            return;
+        }
+        log_error("epoll_ctl connection: %s; closing it", strerror(errno));
+        FCGX_Free(&s->req, 1);
+    }
+    w->free_list[w->nfree++] = i;
+}
+
+/* Read and discard the request body so the kept connection stays in step.
+ * Returns 0, or -1 if the body is too large (close the connection). */
+static int drain_body(FCGX_Stream *in)
+{
+    char buf[4096];
+    size_t total = 0;
+    int n;
+
+    while ((n = FCGX_GetStr(buf, sizeof(buf), in)) > 0) {
+        total += (size_t)n;
+        if (total > DRAIN_BODY_MAX) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void log_drops(struct worker *w, int64_t now)
+{
+    uint64_t dropped = hitbuf_dropped_total(w->hb);
+
+    if (dropped != w->dropped_logged && now - w->dropped_log_ms >= 1000) {
+        log_warn("hit buffer full (%zu bytes): dropped %llu hits (%llu since start)",
+                 hitbuf_bytes(w->hb), (unsigned long long)(dropped - w->dropped_logged),
+                 (unsigned long long)dropped);
+        w->dropped_logged = dropped;
+        w->dropped_log_ms = now;
+    }
+}
+
+/* Read the next request on slot i (a kept connection, or a free slot that
+ * accepts a new one), answer it and finish it. */
+static void serve(struct worker *w, int i)
+{
+    struct slot *s = &w->slots[i];
+    int had_waiting = hitbuf_waiting_paths(w->hb) > 0;
+    int rc, close_conn;
+
+    rc = FCGX_Accept_r(&s->req);
+    if (rc < 0) {
+        /* The connection closed (nginx dropped it) or, for a free slot,
+         * another worker won the accept race. */
+        slot_settle(w, i);
+        return;
+    }
+    handler_serve(&w->ctx, &s->req);
+    close_conn = drain_body(s->req.in) != 0;
+    FCGX_Finish_r(&s->req);
+    if (close_conn && s->req.ipcFd >= 0) {
+        FCGX_Free(&s->req, 1);
+    }
+    if (!had_waiting && hitbuf_waiting_paths(w->hb) > 0) {
+        w->oldest_ms = clock_mono_ms();
+    }
+    slot_settle(w, i);
+}
+
+static void accept_new(struct worker *w)
+{
+    if (w->nfree == 0) {
+        listen_watch(w, 0); /* full: leave new connections to others */
+        return;
+    }
+    serve(w, w->free_list[--w->nfree]);
+}
+
+/* Decide whether to start a batch write now, and start it. */
+static void flush_tick(struct worker *w, int64_t now, int force)
+{
+    const struct hitbatch *b;
+
+    if (store_batch_busy(w->st)) {
+        return;
+    }
+    b = hitbuf_batch(w->hb);
+    if (b == NULL) {
+        size_t waiting = hitbuf_waiting_paths(w->hb);
+
+        if (!force && (waiting == 0 || (now - w->oldest_ms < w->cfg->flush_interval_ms &&
+                                        waiting < (size_t)w->cfg->flush_batch_paths))) {
+            return;
+        }
+        b = hitbuf_batch_open(w->hb, (size_t)w->cfg->flush_batch_paths);
+        if (b == NULL) {
+            return;
+        }
+        if (hitbuf_waiting_paths(w->hb) == 0) {
+            w->oldest_ms = 0;
+        }
+    }
+    if (store_retry_at(w->st) != 0 && now < store_retry_at(w->st)) {
+        return;
+    }
+    store_batch_send(w->st, b, now);
+}
+
+static void redis_event(struct worker *w, uint32_t events, int64_t now)
+{
+    if (store_batch_io(w->st, events, now) == STORE_IO_DONE) {
+        hitbuf_batch_close(w->hb);
+    }
+}
+
+/* Milliseconds epoll may sleep: until the batch deadline, the retry time,
+ * or the moment the oldest waiting hit is due; -1 when nothing is due. */
+static int next_timeout(const struct worker *w, int64_t now)
+{
+    int64_t due = -1;
+
+    if (store_batch_busy(w->st)) {
+        due = store_batch_deadline(w->st);
+    } else if (hitbuf_batch(w->hb) != NULL) {
+        due = store_retry_at(w->st) > now ? store_retry_at(w->st) : now;
+    } else if (hitbuf_waiting_paths(w->hb) > 0) {
+        due = w->oldest_ms + w->cfg->flush_interval_ms;
+        if (store_retry_at(w->st) > due) {
+            due = store_retry_at(w->st);
+        }
+    }
+    if (due < 0) {
+        return -1;
+    }
+    return due <= now ? 0 : (int)(due - now);
+}
+
+static void dispatch(struct worker *w, const struct epoll_event *ev, int64_t now)
+{
+    if (ev->data.u64 == TAG_LISTEN) {
+        accept_new(w);
+    } else if (ev->data.u64 == TAG_REDIS) {
+        redis_event(w, ev->events, now);
+    } else if (ev->data.u64 < (uint64_t)w->nslots) {
+        serve(w, (int)ev->data.u64);
+    }
+}
+
+/* One round of the loop: wait, handle events, flush. */
+static int loop_once(struct worker *w, int max_wait_ms, int force_flush)
+{
+    struct epoll_event evs[MAX_EVENTS];
+    int64_t now = clock_mono_ms();
+    int timeout = next_timeout(w, now);
+    int n;
+
+    if (max_wait_ms >= 0 && (timeout < 0 || timeout > max_wait_ms)) {
+        timeout = max_wait_ms;
+    }
+    n = epoll_pwait(w->epfd, evs, MAX_EVENTS, timeout, &w->waitmask);
+    if (n < 0) {
+        if (errno == EINTR) {
+            return 0;
+        }
+        log_error("epoll_wait: %s", strerror(errno));
+        return -1;
+    }
+    now = clock_mono_ms();
+    for (int i = 0; i < n; i++) {
+        dispatch(w, &evs[i], now);
+    }
+    if (store_batch_busy(w->st)) {
+        redis_event(w, 0, now); /* deadline check */
+    }
+    flush_tick(w, now, force_flush);
+    if (w->nfree > 0 && !w->listening && !stop_flag) {
+        listen_watch(w, 1);
+    }
+    log_drops(w, now);
+    return n;
+}
+
+static int open_connections(const struct worker *w)
+{
+    int n = 0;
+
+    for (int i = 0; i < w->nslots; i++) {
+        n += w->slots[i].req.ipcFd >= 0;
+    }
+    return n;
+}
+
+static void shutdown_worker(struct worker *w)
+{
+    int64_t start = clock_mono_ms();
+    int64_t flush_deadline = start + w->cfg->shutdown_timeout_ms - 1000;
+    int dummy;
+
+    /* Stop accepting. The listen fd number stays valid (libfcgi slots
+     * remember it) but now names a socket that is not listening. */
+    listen_watch(w, 0);
+    dummy = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (dummy >= 0) {
+        dup2(dummy, w->listen_fd);
+        close(dummy);
+    }
+
+    /* Answer what nginx already sent on kept connections. */
+    while (open_connections(w) > 0 && clock_mono_ms() - start < DRAIN_MS) {
+        if (loop_once(w, 50, 0) < 0) {
+            break;
+        }
+    }
+    for (int i = 0; i < w->nslots; i++) {
+        if (w->slots[i].req.ipcFd >= 0) {
+            FCGX_Free(&w->slots[i].req, 1);
+        }
+    }
+
+    /* Write every held hit. */
+    if (flush_deadline < start + 100) {
+        flush_deadline = start + 100;
+    }
+    while (hitbuf_unwritten_hits(w->hb) > 0 || hitbuf_batch(w->hb) != NULL) {
+        int64_t now = clock_mono_ms();
+
+        if (now >= flush_deadline) {
+            break;
+        }
+        flush_tick(w, now, 1);
+        if (loop_once(w, (int)(flush_deadline - now), 1) < 0) {
+            break;
+        }
+    }
+    if (hitbuf_unwritten_hits(w->hb) > 0) {
+        log_error("exiting with %llu hits Redis did not take: they are lost",
+                  (unsigned long long)hitbuf_unwritten_hits(w->hb));
+    }
+}
+
+static int worker_init(struct worker *w, const struct config *cfg, int listen_fd, int index)
+{
+    struct sigaction sa;
+    sigset_t block;
+
+    memset(w, 0, sizeof(*w));
+    w->cfg = cfg;
+    w->index = index;
+    w->listen_fd = listen_fd;
+    w->epfd = -1;
+
+    /* Stop signals: handled, blocked outside epoll_pwait. libfcgi's own
+     * SIGTERM/SIGPIPE handlers are installed only over SIG_DFL/SIG_IGN, so
+     * ours must be in place before FCGX_Init(). */
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, &w->waitmask);
+    sigdelset(&w->waitmask, SIGTERM);
+    sigdelset(&w->waitmask, SIGINT);
+
+    if (FCGX_Init() != 0) {
+        log_error("FCGX_Init failed");
+        return -1;
+    }
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    w->nslots = cfg->worker_connections;
+    w->slots = calloc((size_t)w->nslots, sizeof(*w->slots));
+    w->free_list = calloc((size_t)w->nslots, sizeof(*w->free_list));
+    w->hb = hitbuf_new((size_t)cfg->hit_buffer_bytes);
+    w->st = store_new(cfg);
+    if (w->epfd < 0 || w->slots == NULL || w->free_list == NULL || w->hb == NULL || w->st == NULL) {
+        log_error("worker initialisation failed: %s", strerror(errno));
+        return -1;
+    }
+    for (int i = 0; i < w->nslots; i++) {
+        FCGX_InitRequest(&w->slots[i].req, listen_fd, 0);
+        w->free_list[w->nfree++] = w->nslots - 1 - i;
+    }
+    store_batch_attach(w->st, w->epfd, TAG_REDIS);
+    w->ctx.cfg = cfg;
+    w->ctx.st = w->st;
+    w->ctx.hb = w->hb;
+    return listen_watch(w, 1);
+}
+
+static void worker_cleanup(struct worker *w)
+{
+    store_free(w->st);
+    hitbuf_free(w->hb);
+    free(w->free_list);
+    free(w->slots);
+    if (w->epfd >= 0) {
+        close(w->epfd);
+    }
+}
+
+int worker_run(const struct config *cfg, int listen_fd, int index, pid_t master)
+{
+    struct worker w;
+    int status = 0;
+
+    /* Exit with the master, even if it is killed with SIGKILL. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != master) {
+        return 0;
+    }
+    if (worker_init(&w, cfg, listen_fd, index) != 0) {
+        worker_cleanup(&w);
+        return CONFIG_EXIT_FATAL;
+    }
+    log_info("worker %d started: %d connections, flush every %d ms", index, cfg->worker_connections,
+             cfg->flush_interval_ms);
+
+    while (!stop_flag) {
+        if (loop_once(&w, -1, 0) < 0) {
+            status = 1;
+            break;
+        }
+    }
+    log_info("worker %d stopping: %llu hits to write", index,
+             (unsigned long long)hitbuf_unwritten_hits(w.hb));
+    shutdown_worker(&w);
+    worker_cleanup(&w);
+    return status;
+}

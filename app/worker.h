@@ -1,0 +1,17 @@
+/* worker.h -- a prefork FastCGI worker: connections, requests, flushes */
+
+#ifndef REQSTATS_WORKER_H
+#define REQSTATS_WORKER_H
+
+#include <sys/types.h>
+
+#include "config.h"
+
+/* Run worker number `index` on the inherited listen socket until SIGTERM,
+ * SIGINT or the death of the master, then finish what is in flight, flush
+ * the hits it holds (bounded by SHUTDOWN_TIMEOUT_MS) and return the exit
+ * status: 0, or CONFIG_EXIT_FATAL when it cannot start at all. Called in
+ * the child right after fork; master is the parent's pid. */
+int worker_run(const struct config *cfg, int listen_fd, int index, pid_t master);
+
+#endif
