@@ -53,6 +53,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     }
     head = (size_t)n;
     va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started just above */
     n = vsnprintf(line + head, sizeof(line) - head - 1, fmt, ap);
     va_end(ap);
     if (n < 0) {

@@ -297,7 +297,7 @@ void store_free(struct store *st)
 
 static struct timeval tv_of(int ms)
 {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    struct timeval tv = {ms / 1000, (suseconds_t)(ms % 1000) * 1000};
     return tv;
 }
 
@@ -880,7 +880,7 @@ int store_run_list(struct store *st, size_t max, struct run *runs, size_t *n)
 {
     struct cmd c = {0};
     struct cmd *gets = NULL;
-    char(*keys)[RUNKEY_MAX] = NULL;
+    char *keys = NULL; /* count keys of RUNKEY_MAX bytes each */
     redisReply *ids, **reps = NULL;
     size_t count;
     int rc = -1;
@@ -904,13 +904,13 @@ int store_run_list(struct store *st, size_t max, struct run *runs, size_t *n)
         goto out;
     }
     gets = calloc(count, sizeof(*gets));
-    keys = calloc(count, sizeof(*keys));
-    reps = calloc(count, sizeof(*reps));
+    keys = calloc(count, RUNKEY_MAX);
+    reps = calloc(count, sizeof(redisReply *));
     if (gets == NULL || keys == NULL || reps == NULL) {
         goto out;
     }
     for (size_t i = 0; i < count; i++) {
-        char *key = keys[i];
+        char *key = keys + i * RUNKEY_MAX;
         const redisReply *id = ids->element[i];
 
         if (id->type != REDIS_REPLY_STRING || !run_id_valid(id->str, id->len)) {

@@ -42,6 +42,7 @@
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -58,9 +59,14 @@
  * connections before it closes them. */
 #define DRAIN_MS 300
 
+/* Send and receive timeout of a FastCGI connection: a peer that stops in
+ * the middle of a request or stops reading an answer frees the worker
+ * after this long (libfcgi's reads and writes are blocking). */
+#define CONN_IO_TIMEOUT_S 10
+
 /* Request bodies are not used; this much is read and discarded before a
  * connection is closed instead. nginx's client_max_body_size is far lower. */
-#define DRAIN_BODY_MAX (64 * 1024)
+#define DRAIN_BODY_MAX ((size_t)64 * 1024)
 
 static volatile sig_atomic_t stop_flag;
 
@@ -123,8 +129,16 @@ static void slot_settle(struct worker *w, int i)
         memset(&ev, 0, sizeof(ev));
         ev.events = EPOLLIN;
         ev.data.u64 = (uint64_t)i;
-        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, s->req.ipcFd, &ev) == 0 || errno == EEXIST) {
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, s->req.ipcFd, &ev) == 0) {
+            /* A connection seen for the first time: bound its I/O. */
+            struct timeval tv = {CONN_IO_TIMEOUT_S, 0};
+
+            setsockopt(s->req.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+            setsockopt(s->req.ipcFd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
             return;
+        }
+        if (errno == EEXIST) {
+            return; /* the same connection, still watched */
         }
         log_error("epoll_ctl connection: %s; closing it", strerror(errno));
         FCGX_Free(&s->req, 1);
