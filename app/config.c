@@ -106,7 +106,9 @@ static int parse_ll(const char *s, int base, long long *out)
     char *end = NULL;
     long long v;
 
-    if (*s == '\0' || *s == '+' || *s == '-' || *s == ' ') {
+    /* strtoll would skip leading white space and take a sign: demand a
+     * digit first, so "\t4" or "+4" is an error, not 4. */
+    if (*s < '0' || *s > '9') {
         return -1;
     }
     errno = 0;
@@ -272,6 +274,20 @@ static int set_var(struct config *cfg, const struct var *v, const char *val)
     return -1;
 }
 
+/* Copy at most size - 1 bytes of s for an error message, with every byte
+ * that is not printable ASCII (or is a quote) shown as '?': the message
+ * stays one line whatever the environment holds. */
+static void quote(const char *s, char *out, size_t size)
+{
+    size_t n = 0;
+
+    for (; *s && n + 1 < size; s++) {
+        unsigned char c = (unsigned char)*s;
+        out[n++] = c >= 0x20 && c < 0x7f && c != '"' ? (char)c : '?';
+    }
+    out[n] = '\0';
+}
+
 static void describe_bounds(const struct var *v, char *buf, size_t len)
 {
     switch (v->kind) {
@@ -314,9 +330,11 @@ int config_load(struct config *cfg, char *err, size_t errlen)
             val = v->def;
         }
         if (set_var(cfg, v, val) != 0) {
+            char shown[65];
+
             describe_bounds(v, bounds, sizeof(bounds));
-            snprintf(err, errlen, "invalid %s=\"%.64s\": expected %s", v->name,
-                     v->kind == K_SECRET ? "***" : val, bounds);
+            quote(v->kind == K_SECRET ? "***" : val, shown, sizeof(shown));
+            snprintf(err, errlen, "invalid %s=\"%s\": expected %s", v->name, shown, bounds);
             return -1;
         }
     }

@@ -11,6 +11,8 @@
 
 #include <string.h>
 
+#include "path.h"
+
 static int starts(const char *p, size_t len, const char *prefix)
 {
     size_t n = strlen(prefix);
@@ -49,7 +51,7 @@ static void match_slashed(const char *p, size_t len, struct route *r)
 
 void route_match(const char *path, size_t len, struct route *r)
 {
-    char buf[64];
+    char buf[PATH_CANON_MAX + 2];
 
     r->id = ROUTE_NOT_FOUND;
     r->arg = NULL;
@@ -61,8 +63,8 @@ void route_match(const char *path, size_t len, struct route *r)
         match_slashed(path, len, r);
         return;
     }
-    /* No trailing slash: is it an endpoint once the slash is added? Only
-     * short paths can be (API paths are endpoints with or without it). */
+    /* No trailing slash: is it an endpoint once the slash is added? (API
+     * paths are endpoints with or without it.) */
     if (starts(path, len, "/api/")) {
         r->id = ROUTE_API;
         return;

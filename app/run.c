@@ -75,8 +75,8 @@ static json_t *time_or_null(int64_t ms)
 json_t *run_to_json(const struct run *r, int64_t now_ms)
 {
     json_t *obj, *pool;
-    double elapsed = 0, rate = 0;
-    int64_t end;
+    int64_t end, elapsed_ms = 0;
+    double rate = 0;
 
     pool = json_array();
     for (int i = 0; pool != NULL && i < r->npool; i++) {
@@ -84,9 +84,13 @@ json_t *run_to_json(const struct run *r, int64_t now_ms)
     }
     if (r->started_ms > 0) {
         end = r->finished_ms > 0 ? r->finished_ms : now_ms;
-        elapsed = end > r->started_ms ? (double)(end - r->started_ms) / 1000.0 : 0.0;
-        if (elapsed > 0) {
-            rate = (double)(r->succeeded + r->failed) / elapsed;
+        elapsed_ms = end > r->started_ms ? end - r->started_ms : 0;
+        if (elapsed_ms > 0) {
+            /* Rounded to one decimal, like API.md's example (1561.0). */
+            rate = (double)(long long)((double)(r->succeeded + r->failed) * 10000.0 /
+                                           (double)elapsed_ms +
+                                       0.5) /
+                   10.0;
         }
     }
     obj = json_pack("{s:s, s:I, s:s, s:I, s:I, s:I, s:o*, s:o, s:o, s:o, s:f, s:f}", "id", r->id,
@@ -94,9 +98,8 @@ json_t *run_to_json(const struct run *r, int64_t now_ms)
                     "sent", (json_int_t)r->sent, "succeeded", (json_int_t)r->succeeded, "failed",
                     (json_int_t)r->failed, "pool", pool, "created_at", time_or_null(r->created_ms),
                     "started_at", time_or_null(r->started_ms), "finished_at",
-                    time_or_null(r->finished_ms), "elapsed_seconds",
-                    (double)(long long)(elapsed * 1000) / 1000.0, "requests_per_second",
-                    (double)(long long)(rate * 10) / 10.0);
+                    time_or_null(r->finished_ms), "elapsed_seconds", (double)elapsed_ms / 1000.0,
+                    "requests_per_second", rate);
     if (obj != NULL) {
         json_object_set_new(obj, "status_url", json_sprintf("/test/runs/%s/", r->id));
         json_object_set_new(obj, "error", r->error[0] ? json_string(r->error) : json_null());
