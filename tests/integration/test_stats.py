@@ -1,0 +1,229 @@
+"""API.md 3: GET /stats/ -- the report, its order, pagination and limits."""
+
+import urllib.parse
+
+from corehelp import CoreMixin, query_of, token
+from support import StackTestCase
+
+MAX_LIMIT = 10000
+DEFAULT_LIMIT = 100
+
+
+def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class Stats(CoreMixin, StackTestCase):
+
+    def hit(self, counts):
+        """{path: n}: send n GETs to each path over one kept-alive connection."""
+        plan = [("GET", p) for p, n in counts.items() for _ in range(n)]
+        statuses, errors = self.run_load([plan])
+        self.assertEqual(errors, [])
+        self.assertEqual({s for v in statuses.values() for s in v}, {200})
+
+    def test_body_shape_and_types(self):
+        self.hit({"/api/shape-%s/" % token(): 2})
+        self.settle()
+        r = self.get("/stats/")
+        body = self.assertJson(r, 200)
+        self.assertEqual(r.headers.get("cache-control"), "no-store")
+        for key in ("total_requests", "unique_urls", "offset", "limit", "urls", "next"):
+            self.assertIn(key, body)
+        for key in ("total_requests", "unique_urls", "offset", "limit"):
+            self.assertTrue(is_int(body[key]), "%s is %r" % (key, body[key]))
+        self.assertEqual(body["offset"], 0)
+        self.assertEqual(body["limit"], DEFAULT_LIMIT)
+        self.assertIsInstance(body["urls"], list)
+        self.assertTrue(body["urls"])
+        for item in body["urls"]:
+            self.assertIsInstance(item, dict)
+            self.assertLessEqual({"url", "count"}, set(item))
+            self.assertIsInstance(item["url"], str)
+            self.assertTrue(item["url"].startswith("/"), item)
+            self.assertTrue(all(0x21 <= ord(c) < 0x7f for c in item["url"]), item)
+            self.assertTrue(is_int(item["count"]), item)
+            self.assertGreaterEqual(item["count"], 1)
+        self.assertTrue(body["next"] is None or isinstance(body["next"], str))
+
+    def test_head_stats(self):
+        r = self.send_raw("HEAD", "/stats/")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body, b"")
+        self.assertEqual(r.headers.get("cache-control"), "no-store")
+        self.assertTrue(r.headers.get("content-type", "").startswith("application/json"))
+
+    def test_ordering_most_to_least(self):
+        t = token()
+        # Counts 1..9, sent interleaved so arrival order says nothing.
+        want = {"/api/ord-%s/%d/" % (t, n): n for n in range(1, 10)}
+        plan = []
+        for rnd in range(9):
+            plan += [("GET", p) for p, n in sorted(want.items()) if n > rnd]
+        statuses, errors = self.run_load([plan])
+        self.assertEqual(errors, [])
+        self.settle()
+        mine = [(url, n) for url, n in self.entries() if url in want]
+        self.assertEqual(mine, sorted(want.items(), key=lambda kv: -kv[1]))
+        # One page is one consistent snapshot: never increasing.
+        counts = [u["count"] for u in self.page("limit=%d" % MAX_LIMIT)["urls"]]
+        self.assertEqual(counts, sorted(counts, reverse=True), "urls not most to least")
+
+    def test_ties_in_stable_order(self):
+        t = token()
+        tied = ["/api/tie-%s/%s/" % (t, c) for c in "qazwsxedc"]
+        self.hit({p: 3 for p in tied})
+        self.settle()
+        orders = []
+        for _ in range(3):
+            orders.append([url for url, _ in self.entries() if url in tied])
+        self.assertEqual(sorted(orders[0]), sorted(tied))
+        self.assertEqual(orders[0], orders[1])
+        self.assertEqual(orders[1], orders[2])
+        # The same order when read one entry at a time.
+        start = [url for url, _ in self.entries()].index(orders[0][0])
+        one_by_one = [self.page("limit=1&offset=%d" % (start + i))["urls"][0]["url"]
+                      for i in range(len(tied))]
+        self.assertEqual(one_by_one, orders[0])
+
+    def test_total_is_sum_and_unique_is_entries(self):
+        t = token()
+        self.hit({"/api/sum-%s/%d/" % (t, i): i + 1 for i in range(12)})
+        self.settle()
+        body = self.page("limit=%d" % MAX_LIMIT)
+        # One page is one consistent snapshot (pages read apart differ by
+        # the reads themselves), so this needs a report of <= 10000 paths.
+        self.assertIsNone(body["next"], "precondition: the report fits on one page")
+        self.assertEqual(body["total_requests"], sum(u["count"] for u in body["urls"]))
+        self.assertEqual(body["unique_urls"], len(body["urls"]))
+        self.assertEqual(len({u["url"] for u in body["urls"]}), len(body["urls"]))
+
+    def test_default_limit_and_next(self):
+        t = token()
+        self.hit({"/api/many-%s/%03d/" % (t, i): 1 for i in range(DEFAULT_LIMIT + 5)})
+        self.settle()
+        body = self.page()
+        self.assertGreater(body["unique_urls"], DEFAULT_LIMIT)
+        self.assertEqual(body["limit"], DEFAULT_LIMIT)
+        self.assertEqual(len(body["urls"]), DEFAULT_LIMIT)
+        self.assertEqual(query_of(body["next"]), {"offset": str(DEFAULT_LIMIT),
+                                                  "limit": str(DEFAULT_LIMIT)})
+        self.assertEqual(urllib.parse.urlsplit(body["next"]).path, "/stats/")
+
+    def test_max_limit(self):
+        body = self.page("limit=%d" % MAX_LIMIT)
+        self.assertEqual(body["limit"], MAX_LIMIT)
+        self.assertEqual(len(body["urls"]), min(MAX_LIMIT, body["unique_urls"]))
+
+    def test_page_edges(self):
+        u = self.page("limit=1")["unique_urls"]
+        self.assertGreater(u, 2)
+        # Exactly to the end: no next.
+        self.assertIsNone(self.page("limit=%d" % u)["next"])
+        last = self.page("limit=1&offset=%d" % (u - 1))
+        self.assertEqual(len(last["urls"]), 1)
+        self.assertIsNone(last["next"])
+        self.assertEqual(last["offset"], u - 1)
+        # One short of the end: next points at the last entry.
+        body = self.page("limit=%d" % (u - 1))
+        self.assertEqual(query_of(body["next"]), {"offset": str(u - 1), "limit": str(u - 1)})
+        # Past the end: an empty page, still 200.
+        for off in (u, u + 7, 10 ** 9):
+            with self.subTest(offset=off):
+                body = self.page("offset=%d&limit=5" % off)
+                self.assertEqual(body["urls"], [])
+                self.assertIsNone(body["next"])
+                self.assertEqual(body["offset"], off)
+                self.assertEqual(body["unique_urls"], u)
+
+    def test_bad_limit_and_offset_400(self):
+        for q in ("limit=%d" % (MAX_LIMIT + 1), "limit=0", "limit=abc", "limit=-1",
+                  "limit=1.5", "limit=", "limit", "limit=99999999999999999999",
+                  "limit=+5", "limit=1e3", "limit=%2010", "limit=0x10",
+                  "limit=18446744073709551617"):
+            with self.subTest(q=q):
+                err = self.assertError(self.get("/stats/?" + q), 400, "bad_request")
+                self.assertIn("limit", err["message"])
+                self.assertRegex(err["message"], r"\b1\b.*\b%d\b" % MAX_LIMIT)
+        for q in ("offset=-1", "offset=abc", "offset=99999999999999999999", "offset=",
+                  "offset=1.5", "offset=18446744073709551616", "limit=5&offset=x"):
+            with self.subTest(q=q):
+                err = self.assertError(self.get("/stats/?" + q), 400, "bad_request")
+                self.assertIn("offset", err["message"])
+                self.assertRegex(err["message"], r"\b0\b")
+
+    def test_unknown_params_ignored(self):
+        body = self.page("foo=bar&limit=3&x&offset=1&limits=9&offsets=abc&%00=1")
+        self.assertEqual(body["limit"], 3)
+        self.assertEqual(body["offset"], 1)
+        self.assertLessEqual(len(body["urls"]), 3)
+
+    def test_cache_control_no_store(self):
+        for path in ("/stats/", "/stats/?limit=2", "/stats/?limit=0"):
+            with self.subTest(path=path):
+                self.assertEqual(self.get(path).headers.get("cache-control"), "no-store")
+
+    def test_no_slash_redirects_keeping_query(self):
+        for sent, location in (("/stats", "/stats/"),
+                               ("/stats?limit=3&offset=1", "/stats/?limit=3&offset=1"),
+                               ("/stats?foo=bar", "/stats/?foo=bar")):
+            with self.subTest(sent=sent):
+                r = self.get(sent)
+                self.assertJson(r, 308)
+                self.assertEqual(r.headers.get("location"), location)
+        # Following the redirect gives the report with the kept parameters.
+        body = self.assertJson(self.get(self.get("/stats?limit=3&offset=1").headers["location"]),
+                               200)
+        self.assertEqual((body["limit"], body["offset"]), (3, 1))
+
+    def test_other_methods_405(self):
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            with self.subTest(method=method):
+                r = self.request(method, "/stats/", body=b"")
+                err = self.assertError(r, 405, "method_not_allowed")
+                self.assertEqual(r.headers.get("allow"), "GET, HEAD")
+                self.assertEqual(r.headers.get("x-request-id"), err["request_id"])
+
+
+class StatsPagination(CoreMixin, StackTestCase):
+    """Its own stack: following next must see a report that does not move.
+
+    Only /stats/ changes while the pages are read (each read is counted),
+    so it is first made the most requested path; after that no entry
+    changes rank and the pages must tile the report exactly."""
+
+    def test_follow_next_to_the_end(self):
+        t = token()
+        # 40 paths, counts 1..3: plenty of ties across page boundaries.
+        want = {"/api/pg-%s/%02d/" % (t, i): 1 + i % 3 for i in range(40)}
+        plan = [("GET", p) for p, n in want.items() for _ in range(n)]
+        statuses, errors = self.run_load([plan])
+        self.assertEqual(errors, [])
+        for _ in range(5):
+            self.page("limit=1")
+        self.settle()
+        whole = self.page("limit=%d" % MAX_LIMIT)
+        self.assertEqual(whole["urls"][0]["url"], "/stats/",
+                         "precondition: /stats/ leads the report")
+        for limit in (7, 1, 13, whole["unique_urls"]):
+            with self.subTest(limit=limit):
+                seen, pages, link = [], 0, "/stats/?limit=%d" % limit
+                while link is not None:
+                    r = self.get(link)
+                    body = self.assertJson(r, 200)
+                    pages += 1
+                    self.assertEqual(body["limit"], limit)
+                    self.assertLessEqual(len(body["urls"]), limit)
+                    seen += [u["url"] for u in body["urls"]]
+                    link = body["next"]
+                    if link is not None:
+                        self.assertEqual(len(body["urls"]), limit)
+                        self.assertEqual(query_of(link), {"offset": str(body["offset"] + limit),
+                                                          "limit": str(limit)})
+                    self.assertLess(pages, 1000)
+                self.assertEqual(len(seen), len(set(seen)), "duplicates across pages")
+                self.assertEqual(seen, [u["url"] for u in whole["urls"]])
+                self.assertEqual(pages, -(-whole["unique_urls"] // limit))
+        counts = {u["url"]: u["count"] for u in whole["urls"]}
+        for p, n in want.items():
+            self.assertEqual(counts.get(p), n, p)
