@@ -29,6 +29,9 @@
  * JSON client reads exactly. */
 #define STATS_OFFSET_MAX 9007199254740991ULL
 
+/* Longest query string a trailing-slash redirect carries over. */
+#define SLASH_QUERY_MAX 4096
+
 /* Runs GET /test/runs/ lists when no limit is given. */
 #define RUNS_DEFAULT_LIMIT 20
 
@@ -132,21 +135,19 @@ static int append_header_safe(char *buf, size_t size, size_t *len, const char *s
 
 static void serve_slash(struct request *r)
 {
-    char location[PATH_CANON_MAX + 8 + 3 * 1024], header[sizeof(location) + 16];
-    size_t len = 0;
+    /* The canonical path, '/', '?', and the query percent-encoded up to
+     * SLASH_QUERY_MAX bytes; a longer query is dropped from the redirect. */
+    char location[PATH_CANON_MAX + 2 + 3 * SLASH_QUERY_MAX + 1];
+    char header[sizeof(location) + 16];
+    size_t len = r->pathlen;
 
     memcpy(location, r->path, r->pathlen);
-    len = r->pathlen;
     location[len++] = '/';
     location[len] = '\0';
-    if (r->query != NULL && *r->query != '\0') {
+    if (r->query != NULL && *r->query != '\0' && strlen(r->query) <= SLASH_QUERY_MAX) {
         location[len++] = '?';
         location[len] = '\0';
-        if (append_header_safe(location, sizeof(location), &len, r->query) != 0) {
-            /* An absurd query string: redirect without it. */
-            len = r->pathlen + 1;
-            location[len] = '\0';
-        }
+        append_header_safe(location, sizeof(location), &len, r->query);
     }
     snprintf(header, sizeof(header), "Location: %s\r\n", location);
     serve_json(r, 308, header, json_pack("{s:s}", "location", location));

@@ -47,17 +47,20 @@ static const char *reason(int status)
 static int write_all(const struct reply *rp, int status, const char *extra, const char *body,
                      size_t len)
 {
-    char head[1024];
-    int n;
+    char head[256];
+    int n, elen = extra != NULL ? (int)strlen(extra) : 0;
 
     n = snprintf(head, sizeof(head),
                  "Status: %d %s\r\nContent-Type: application/json\r\n"
-                 "Content-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
-                 status, reason(status), len, extra != NULL ? extra : "");
+                 "Content-Length: %zu\r\nCache-Control: no-store\r\n",
+                 status, reason(status), len);
     if (n < 0 || (size_t)n >= sizeof(head)) {
         return -1;
     }
-    if (FCGX_PutStr(head, n, rp->out) != n) {
+    /* Extra headers (a Location can be several KiB) go out as they are. */
+    if (FCGX_PutStr(head, n, rp->out) != n ||
+        (elen > 0 && FCGX_PutStr(extra, elen, rp->out) != elen) ||
+        FCGX_PutStr("\r\n", 2, rp->out) != 2) {
         return -1;
     }
     if (!rp->head && len > 0 && FCGX_PutStr(body, (int)len, rp->out) != (int)len) {

@@ -184,8 +184,15 @@ static void arg_ll(struct cmd *c, long long v)
 
 /* ---- health ---------------------------------------------------------- */
 
+static void query_drop(struct store *st);
+
+/* Any failure, on either connection, means Redis is down for both: the
+ * query connection is dropped too, so the next query after the backoff
+ * reconnects with the short probe timeout instead of waiting the full
+ * command timeout on a connection to a server that may be frozen. */
 static void mark_failed(struct store *st, const char *what, const char *detail)
 {
+    query_drop(st);
     st->backoff_ms = st->backoff_ms == 0 ? BACKOFF_MIN_MS : st->backoff_ms * 2;
     if (st->backoff_ms > st->cfg->redis_backoff_max_ms) {
         st->backoff_ms = st->cfg->redis_backoff_max_ms;
@@ -320,7 +327,12 @@ static redisContext *query_conn(struct store *st)
         redisFree(c);
         return NULL;
     }
-    if (redisSetTimeout(c, tv_of(cfg->redis_timeout_ms)) != REDIS_OK) {
+    /* While Redis is down, a reconnect that succeeded may still reach a
+     * frozen server (the kernel accepts for it): give the first commands
+     * only the connect timeout, so a probe costs the caller less.
+     * mark_ok() is followed by the normal timeout below, on success. */
+    if (redisSetTimeout(c, tv_of(st->down ? cfg->redis_connect_timeout_ms
+                                          : cfg->redis_timeout_ms)) != REDIS_OK) {
         mark_failed(st, "setsockopt", c->errstr);
         redisFree(c);
         return NULL;
@@ -370,7 +382,10 @@ static int query_run(struct store *st, struct cmd *cmds, int ncmd, redisReply **
             }
             out[got] = reply;
         }
-        mark_ok(st);
+        if (st->down) {
+            mark_ok(st);
+            redisSetTimeout(c, tv_of(st->cfg->redis_timeout_ms));
+        }
         return 0;
 
     fail:
