@@ -21,8 +21,6 @@ REDIS_PORT ?= 6379
 RUN_DIR    ?= ./run
 FUZZ_SECONDS ?= 60
 
-export HTTP_PORT REDIS_PORT RUN_DIR
-
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
         -Wformat=2 -Wvla -Wpointer-arith -Wundef -Wcast-align -Wwrite-strings \
         -Wmissing-declarations -Wold-style-definition -Wnull-dereference -Werror
@@ -126,7 +124,8 @@ format-check:
 # ---- running ---------------------------------------------------------------
 
 run: deps all
-	@exec $(PYTHON) tests/stack.py --bin $(BUILD)/reqstats
+	@HTTP_PORT=$(HTTP_PORT) REDIS_PORT=$(REDIS_PORT) RUN_DIR=$(RUN_DIR) \
+	    exec $(PYTHON) tests/stack.py --bin $(BUILD)/reqstats
 
 # Debian 12 packages the build, the tests and `make run` need. Installed
 # with apt-get when missing (root), otherwise listed.
