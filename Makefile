@@ -7,6 +7,7 @@
 #   make format-check  clang-format must have nothing to change
 #   make run           redis-server + app + nginx in the foreground
 #   make bench         the benchmark (never part of make test)
+#   make soak          60 s saturation: worker memory and fds stay flat
 #   make fuzz          the canonical-path fuzzer for FUZZ_SECONDS
 #   make test-e2e      docker-compose end to end (needs Docker)
 #
@@ -48,7 +49,7 @@ REL_OBJS := $(call objs,$(BUILD),$(APP_SRCS))
 ASAN_OBJS := $(call objs,$(BUILD)/asan,$(APP_SRCS))
 
 .PHONY: all asan unit test test-unit test-integration test-asan lint format format-check \
-        run deps bench fuzz test-e2e clean
+        run deps bench soak fuzz test-e2e clean
 
 all: $(BUILD)/reqstats
 
@@ -146,6 +147,10 @@ deps:
 
 bench: deps all
 	@$(PYTHON) bench/run --bin $(BUILD)/reqstats
+
+# 60 s of saturation load: worker RSS and fds must stay flat.
+soak: deps all
+	@$(PYTHON) bench/soak --bin $(BUILD)/reqstats
 
 fuzz:
 	@tests/fuzz/run $(FUZZ_SECONDS)
