@@ -12,9 +12,10 @@
  *   - resource use is fixed: one process, TEST_CONCURRENCY transfers,
  *     TEST_MAX_ACTIVE runs queued or running, TEST_MAX_REQUESTS per run.
  *
- * A run is driven by libcurl's multi interface: a window of
- * TEST_CONCURRENCY transfers over reused keep-alive connections, each with
- * a timeout; every finished transfer frees a place for the next. Progress
+ * A run is driven by libcurl's multi interface in its event-driven form
+ * (curl_multi_socket_action on an epoll set): a window of TEST_CONCURRENCY
+ * transfers over reused keep-alive connections, each with a timeout; every
+ * finished transfer frees a place for the next at once. Progress
  * (counters and a heartbeat) is written every PROGRESS_MS. A run whose
  * runner died without finishing it (SIGKILL, a crash, a power cut) stops
  * beating; every runner sweeps the active runs each SWEEP_MS and marks such
@@ -32,9 +33,11 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,6 +76,11 @@ struct runner {
     CURLM *multi;
     struct transfer *xfers;
     int nxfers;
+    int epfd;      /* the transfers' sockets, as libcurl asks */
+    uint32_t *fds; /* per fd: registered events and state, see on_socket */
+    size_t nfds;
+    long timeout_ms;   /* libcurl's timer: -1 none, 0 now */
+    int64_t timer_set; /* when it was set (monotonic ms) */
     sigset_t waitmask;
 };
 
@@ -89,6 +97,128 @@ static void sleep_ms(const struct runner *rn, int ms)
     ppoll(NULL, 0, &ts, &rn->waitmask);
 }
 
+/* libcurl tells which sockets to watch for what (CURLMOPT_SOCKETFUNCTION);
+ * they go in the runner's epoll set, so one wait costs O(ready sockets)
+ * instead of a poll() over every connection.
+ *
+ * libcurl drops a socket (CURL_POLL_REMOVE) each time its connection goes
+ * back to the pool and asks for it again when the next transfer reuses it:
+ * two epoll_ctl calls per request for nothing. So removal is lazy: the
+ * socket stays registered, marked unwatched in rn->fds[], and leaves the
+ * epoll set only if it reports an event while unwatched (the server closed
+ * an idle connection). fds[fd] holds the registered events | FD_IN_SET,
+ * plus FD_WATCHED while libcurl wants them. */
+#define FD_IN_SET  0x10000u
+#define FD_WATCHED 0x20000u
+
+static uint32_t *fd_slot(struct runner *rn, int fd)
+{
+    if (fd < 0) {
+        return NULL;
+    }
+    if ((size_t)fd >= rn->nfds) {
+        size_t n = (size_t)fd + 64;
+        uint32_t *grown = realloc(rn->fds, n * sizeof(*grown));
+
+        if (grown == NULL) {
+            return NULL;
+        }
+        memset(grown + rn->nfds, 0, (n - rn->nfds) * sizeof(*grown));
+        rn->fds = grown;
+        rn->nfds = n;
+    }
+    return &rn->fds[fd];
+}
+
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    struct runner *rn = userp;
+    uint32_t *slot = fd_slot(rn, fd);
+    uint32_t want = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+    struct epoll_event ev;
+
+    (void)easy;
+    (void)socketp;
+    if (slot == NULL) {
+        log_error("test-run socket %d: out of memory", (int)fd);
+        return -1;
+    }
+    if (what == CURL_POLL_REMOVE) {
+        *slot &= ~FD_WATCHED;
+        return 0;
+    }
+    if ((*slot & FD_IN_SET) && (*slot & 0xffffu) == want) {
+        *slot |= FD_WATCHED;
+        return 0;
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.events = want;
+    ev.data.fd = fd;
+    if (epoll_ctl(rn->epfd, (*slot & FD_IN_SET) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0) {
+        log_error("epoll_ctl test-run socket: %s", strerror(errno));
+        return -1;
+    }
+    *slot = want | FD_IN_SET | FD_WATCHED;
+    return 0;
+}
+
+/* libcurl opens its sockets through this (CURLOPT_OPENSOCKETFUNCTION) so
+ * the table entry of a reused fd number starts clean: a socket libcurl
+ * closed left the epoll set with it, whatever the table said. */
+static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    struct runner *rn = clientp;
+    curl_socket_t fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    uint32_t *slot = fd_slot(rn, fd);
+
+    (void)purpose;
+    if (slot != NULL) {
+        *slot = 0;
+    }
+    return fd;
+}
+
+/* An event on fd: hand it to libcurl, or take a socket it no longer
+ * watches out of the epoll set. */
+static CURLMcode socket_event(struct runner *rn, const struct epoll_event *ev, int *running)
+{
+    uint32_t *slot = fd_slot(rn, ev->data.fd);
+    int flags;
+
+    if (slot != NULL && !(*slot & FD_WATCHED)) {
+        epoll_ctl(rn->epfd, EPOLL_CTL_DEL, ev->data.fd, NULL);
+        *slot = 0;
+        return CURLM_OK;
+    }
+    flags = (ev->events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+            (ev->events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+            (ev->events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+    return curl_multi_socket_action(rn->multi, ev->data.fd, flags, running);
+}
+
+/* libcurl's single timer (CURLMOPT_TIMERFUNCTION). */
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct runner *rn = userp;
+
+    (void)multi;
+    rn->timeout_ms = timeout_ms;
+    rn->timer_set = clock_mono_ms();
+    return 0;
+}
+
+/* Milliseconds until libcurl's timer fires, capped at cap_ms. */
+static int timer_wait(const struct runner *rn, int cap_ms)
+{
+    int64_t left;
+
+    if (rn->timeout_ms < 0) {
+        return cap_ms;
+    }
+    left = rn->timer_set + rn->timeout_ms - clock_mono_ms();
+    return left <= 0 ? 0 : (left < cap_ms ? (int)left : cap_ms);
+}
+
 static int setup_transfers(struct runner *rn)
 {
     const struct config *cfg = rn->cfg;
@@ -100,9 +230,27 @@ static int setup_transfers(struct runner *rn)
     if (rn->multi == NULL || rn->xfers == NULL) {
         return -1;
     }
+    rn->epfd = epoll_create1(EPOLL_CLOEXEC);
+    rn->timeout_ms = -1;
+    if (rn->epfd < 0) {
+        log_error("epoll_create1: %s", strerror(errno));
+        return -1;
+    }
     mc = curl_multi_setopt(rn->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)rn->nxfers);
     if (mc == CURLM_OK) {
         mc = curl_multi_setopt(rn->multi, CURLMOPT_MAXCONNECTS, (long)rn->nxfers);
+    }
+    if (mc == CURLM_OK) {
+        mc = curl_multi_setopt(rn->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    }
+    if (mc == CURLM_OK) {
+        mc = curl_multi_setopt(rn->multi, CURLMOPT_SOCKETDATA, rn);
+    }
+    if (mc == CURLM_OK) {
+        mc = curl_multi_setopt(rn->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    }
+    if (mc == CURLM_OK) {
+        mc = curl_multi_setopt(rn->multi, CURLMOPT_TIMERDATA, rn);
     }
     if (mc != CURLM_OK) {
         log_error("curl_multi_setopt: %s", curl_multi_strerror(mc));
@@ -117,6 +265,8 @@ static int setup_transfers(struct runner *rn)
         }
         rn->xfers[i].easy = e;
         cc |= curl_easy_setopt(e, CURLOPT_PRIVATE, &rn->xfers[i]);
+        cc |= curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open);
+        cc |= curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, rn);
         cc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
         cc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         cc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)cfg->test_request_timeout_ms);
@@ -148,6 +298,13 @@ static void free_transfers(struct runner *rn)
         curl_multi_cleanup(rn->multi);
         rn->multi = NULL;
     }
+    if (rn->epfd >= 0) {
+        close(rn->epfd);
+        rn->epfd = -1;
+    }
+    free(rn->fds);
+    rn->fds = NULL;
+    rn->nfds = 0;
 }
 
 /* Start one transfer on a free handle. Returns 0 or -1 (run error). */
@@ -265,33 +422,43 @@ static void execute(struct runner *rn, struct run *r)
     write_progress(rn, r);
 
     while (r->succeeded + r->failed < r->requests) {
-        CURLMcode mc;
-        int64_t now;
+        struct epoll_event evs[64];
+        CURLMcode mc = CURLM_OK;
+        int64_t now = clock_mono_ms();
+        int n;
 
         if (stop_flag) {
             snprintf(err, sizeof(err), "interrupted: the service was stopped after %lld of %lld",
                      r->succeeded + r->failed, r->requests);
             goto fail;
         }
+        if (now - last_progress >= PROGRESS_MS) {
+            write_progress(rn, r);
+            last_progress = now;
+        }
+        /* Keep the window full; libcurl starts new transfers on its timer. */
         while (r->sent < r->requests && r->sent - r->succeeded - r->failed < rn->nxfers) {
             if (start_transfer(rn, &g, r, err, sizeof(err)) != 0) {
                 goto fail;
             }
         }
-        mc = curl_multi_perform(rn->multi, &running);
-        if (mc == CURLM_OK) {
-            collect(rn, r);
-            mc = curl_multi_poll(rn->multi, NULL, 0, 100, NULL);
+        n = epoll_wait(rn->epfd, evs, 64, timer_wait(rn, 100));
+        if (n < 0 && errno != EINTR) {
+            snprintf(err, sizeof(err), "epoll_wait: %s", strerror(errno));
+            goto fail;
+        }
+        for (int i = 0; i < n && mc == CURLM_OK; i++) {
+            mc = socket_event(rn, &evs[i], &running);
+        }
+        if (mc == CURLM_OK && rn->timeout_ms >= 0 && timer_wait(rn, 100) == 0) {
+            rn->timeout_ms = -1;
+            mc = curl_multi_socket_action(rn->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         }
         if (mc != CURLM_OK) {
             snprintf(err, sizeof(err), "libcurl: %s", curl_multi_strerror(mc));
             goto fail;
         }
-        now = clock_mono_ms();
-        if (now - last_progress >= PROGRESS_MS) {
-            write_progress(rn, r);
-            last_progress = now;
-        }
+        collect(rn, r);
     }
     r->status = RUN_DONE;
     finish(rn, r);
@@ -332,6 +499,7 @@ int runner_run(const struct config *cfg, pid_t master)
         return 0;
     }
     memset(&rn, 0, sizeof(rn));
+    rn.epfd = -1;
     rn.cfg = cfg;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_stop;
@@ -340,8 +508,8 @@ int runner_run(const struct config *cfg, pid_t master)
     sigaction(SIGINT, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
-    /* Stop signals interrupt only the idle wait and curl_multi_poll (which
-     * is bounded at 100 ms), and are checked after each. */
+    /* Stop signals interrupt the idle wait and epoll_wait (bounded at
+     * 100 ms) and are checked after each. */
     sigemptyset(&block);
     sigprocmask(SIG_BLOCK, &block, &rn.waitmask);
 
