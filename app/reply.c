@@ -44,8 +44,7 @@ static const char *reason(int status)
     }
 }
 
-static int write_all(const struct reply *rp, int status, const char *extra, const char *body,
-                     size_t len)
+int reply_body(const struct reply *rp, int status, const char *extra, const char *body, size_t len)
 {
     char head[256];
     int n, elen = extra != NULL ? (int)strlen(extra) : 0;
@@ -90,7 +89,7 @@ int reply_json(const struct reply *rp, int status, const char *extra_headers, co
         }
     }
     buf[len++] = '\n';
-    rc = write_all(rp, status, extra_headers, buf, len);
+    rc = reply_body(rp, status, extra_headers, buf, len);
     if (buf != stackbuf) {
         free(buf);
     }
@@ -109,7 +108,7 @@ int reply_error(const struct reply *rp, int status, const char *code, const char
         static const char fallback[] = "{\"error\":{\"status\":500,\"code\":\"internal_error\","
                                        "\"message\":\"could not encode the error\","
                                        "\"request_id\":null}}\n";
-        return write_all(rp, 500, NULL, fallback, sizeof(fallback) - 1);
+        return reply_body(rp, 500, NULL, fallback, sizeof(fallback) - 1);
     }
     rc = reply_json(rp, status, extra_headers, body);
     json_decref(body);

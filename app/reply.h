@@ -20,6 +20,11 @@ struct reply {
  * could not be encoded (nothing was written then) or the stream failed. */
 int reply_json(const struct reply *rp, int status, const char *extra_headers, const json_t *body);
 
+/* Like reply_json() for a body already encoded as JSON (len bytes; the
+ * caller ends it with a newline). Returns 0, or -1 if the stream failed. */
+int reply_body(const struct reply *rp, int status, const char *extra_headers, const char *body,
+               size_t len);
+
 /* Write the API.md 6 error object {"error": {status, code, message,
  * request_id}}. message must be UTF-8 (it is JSON-escaped). Returns as
  * reply_json(). */
