@@ -24,6 +24,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -65,6 +66,7 @@ struct child {
 struct master {
     const struct config *cfg;
     int listen_fd;
+    int *load; /* shared with the workers: connections per worker, see worker.h */
     struct child *children;
     int nchildren;
     sigset_t waitmask;
@@ -91,7 +93,7 @@ static void child_main(struct master *m, struct child *c, pid_t master_pid)
 
     if (c->role == ROLE_WORKER) {
         log_init("worker", m->cfg->log_level);
-        status = worker_run(m->cfg, m->listen_fd, c->index, master_pid);
+        status = worker_run(m->cfg, m->listen_fd, c->index, master_pid, m->load);
     } else {
         /* The runner is a client: it must not hold the listen socket. */
         close(m->listen_fd);
@@ -160,6 +162,10 @@ static void reap(struct master *m, int stopping)
             continue;
         }
         c->pid = 0;
+        if (c->role == ROLE_WORKER) {
+            /* Its connections died with it: no longer a candidate load. */
+            __atomic_store_n(&m->load[c->index], -1, __ATOMIC_RELAXED);
+        }
         if (stopping) {
             log_info("%s %d (pid %ld) %s", role_name(c->role), c->index, (long)pid, how);
             continue;
@@ -305,10 +311,23 @@ int master_run(const struct config *cfg)
         log_error("cannot listen: %s", err);
         return CONFIG_EXIT_FATAL;
     }
+    /* Shared before the fork, so every worker sees every other's load. */
+    m.load = mmap(NULL, (size_t)nworkers * sizeof(*m.load), PROT_READ | PROT_WRITE,
+                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m.load == MAP_FAILED) {
+        log_error("mmap: %s", strerror(errno));
+        close(m.listen_fd);
+        listener_unlink(cfg);
+        return 1;
+    }
+    for (int i = 0; i < nworkers; i++) {
+        m.load[i] = -1;
+    }
     m.nchildren = nworkers + (cfg->test_enabled ? 1 : 0);
     m.children = calloc((size_t)m.nchildren, sizeof(*m.children));
     if (m.children == NULL) {
         log_error("out of memory");
+        munmap(m.load, (size_t)nworkers * sizeof(*m.load));
         close(m.listen_fd);
         listener_unlink(cfg);
         return 1;
@@ -368,6 +387,7 @@ int master_run(const struct config *cfg)
         close(m.listen_fd);
     }
     free(m.children);
+    munmap(m.load, (size_t)nworkers * sizeof(*m.load));
     log_info("stopped");
     return status;
 }

@@ -12,7 +12,11 @@
  *     called on a slot whose connection epoll reported readable, or on a
  *     free slot when the listen socket is readable (the listen socket is
  *     non-blocking, so losing the accept race to another worker costs an
- *     EAGAIN). Requests are answered one at a time, in arrival order;
+ *     EAGAIN). Requests are answered one at a time, in arrival order. A
+ *     kept connection stays with the worker that accepted it, so workers
+ *     publish how many they hold (memory shared through the master) and
+ *     only the least loaded ones watch the listen socket: otherwise one
+ *     worker ends up holding most of nginx's pool and serving everything;
  *   - hits: handler.c counts each request into the hit buffer; every
  *     FLUSH_INTERVAL_MS at most, the oldest waiting paths go to Redis as one
  *     batch on the non-blocking connection, so a request never waits for a
@@ -55,6 +59,12 @@
 #define TAG_REDIS  (UINT64_MAX - 1)
 #define MAX_EVENTS 64
 
+/* Connection balancing: a worker takes new connections only while it holds
+ * at most BALANCE_SLACK more than the least loaded worker; one that does
+ * not listen looks again every BALANCE_RECHECK_MS. */
+#define BALANCE_SLACK      1
+#define BALANCE_RECHECK_MS 20
+
 /* How long a stopping worker keeps answering requests already on its kept
  * connections before it closes them. */
 #define DRAIN_MS 300
@@ -78,6 +88,7 @@ static void on_stop(int sig)
 
 struct slot {
     FCGX_Request req; /* req.ipcFd >= 0 while it holds a connection */
+    int held;         /* its connection is counted and watched */
 };
 
 struct worker {
@@ -94,6 +105,8 @@ struct worker {
     struct hitbuf *hb;
     struct handler_ctx ctx;
     int64_t oldest_ms; /* when the oldest waiting hit arrived, 0 if none */
+    int *load;         /* shared: connections held per worker, see worker.h */
+    int conns;         /* connections this worker holds */
     uint64_t dropped_logged;
     int64_t dropped_log_ms;
     sigset_t waitmask; /* mask inside epoll_pwait: stop signals let through */
@@ -117,6 +130,22 @@ static int listen_watch(struct worker *w, int on)
     return 0;
 }
 
+static void publish_load(struct worker *w)
+{
+    __atomic_store_n(&w->load[w->index], w->conns, __ATOMIC_RELAXED);
+}
+
+/* A slot's connection is gone (closed by libfcgi or by us). */
+static void slot_release(struct worker *w, int i)
+{
+    if (w->slots[i].held) {
+        w->slots[i].held = 0;
+        w->conns--;
+        publish_load(w);
+    }
+    w->free_list[w->nfree++] = i;
+}
+
 /* After a request (or a failed read) on slot i: keep watching its
  * connection, or put the slot back on the free list. The slot is never on
  * the free list while this runs: accept_new() took it off. */
@@ -135,6 +164,11 @@ static void slot_settle(struct worker *w, int i)
 
             setsockopt(s->req.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
             setsockopt(s->req.ipcFd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+            if (!s->held) {
+                s->held = 1;
+                w->conns++;
+                publish_load(w);
+            }
             return;
         }
         if (errno == EEXIST) {
@@ -143,7 +177,28 @@ static void slot_settle(struct worker *w, int i)
         log_error("epoll_ctl connection: %s; closing it", strerror(errno));
         FCGX_Free(&s->req, 1);
     }
-    w->free_list[w->nfree++] = i;
+    slot_release(w, i);
+}
+
+/* Whether this worker should take new connections now: it has a free slot
+ * and holds no more than BALANCE_SLACK connections above the least loaded
+ * running worker (nginx reuses kept connections, so whoever accepts them
+ * serves their requests from then on: balancing happens at accept time). */
+static int accept_allowed(const struct worker *w)
+{
+    int least = w->conns;
+
+    if (w->nfree == 0 || stop_flag) {
+        return 0;
+    }
+    for (int i = 0; i < w->cfg->workers; i++) {
+        int n = __atomic_load_n(&w->load[i], __ATOMIC_RELAXED);
+
+        if (n >= 0 && n < least) {
+            least = n;
+        }
+    }
+    return w->conns <= least + BALANCE_SLACK;
 }
 
 /* Read and discard the request body so the kept connection stays in step.
@@ -205,11 +260,9 @@ static void serve(struct worker *w, int i)
 
 static void accept_new(struct worker *w)
 {
-    if (w->nfree == 0) {
-        listen_watch(w, 0); /* full: leave new connections to others */
-        return;
+    if (w->nfree > 0) {
+        serve(w, w->free_list[--w->nfree]);
     }
-    serve(w, w->free_list[--w->nfree]);
 }
 
 /* Decide whether to start a batch write now, and start it. */
@@ -290,6 +343,12 @@ static int loop_once(struct worker *w, int max_wait_ms, int force_flush)
     int timeout = next_timeout(w, now);
     int n;
 
+    if (!stop_flag) {
+        listen_watch(w, accept_allowed(w));
+        if (!w->listening && (timeout < 0 || timeout > BALANCE_RECHECK_MS)) {
+            timeout = BALANCE_RECHECK_MS;
+        }
+    }
     if (max_wait_ms >= 0 && (timeout < 0 || timeout > max_wait_ms)) {
         timeout = max_wait_ms;
     }
@@ -309,9 +368,6 @@ static int loop_once(struct worker *w, int max_wait_ms, int force_flush)
         redis_event(w, 0, now); /* deadline check */
     }
     flush_tick(w, now, force_flush);
-    if (w->nfree > 0 && !w->listening && !stop_flag) {
-        listen_watch(w, 1);
-    }
     log_drops(w, now);
     return n;
 }
@@ -350,6 +406,7 @@ static void shutdown_worker(struct worker *w)
     for (int i = 0; i < w->nslots; i++) {
         if (w->slots[i].req.ipcFd >= 0) {
             FCGX_Free(&w->slots[i].req, 1);
+            slot_release(w, i);
         }
     }
 
@@ -374,7 +431,8 @@ static void shutdown_worker(struct worker *w)
     }
 }
 
-static int worker_init(struct worker *w, const struct config *cfg, int listen_fd, int index)
+static int worker_init(struct worker *w, const struct config *cfg, int listen_fd, int index,
+                       int *load)
 {
     struct sigaction sa;
     sigset_t block;
@@ -384,6 +442,8 @@ static int worker_init(struct worker *w, const struct config *cfg, int listen_fd
     w->index = index;
     w->listen_fd = listen_fd;
     w->epfd = -1;
+    w->load = load;
+    publish_load(w);
 
     /* Stop signals: handled, blocked outside epoll_pwait. libfcgi's own
      * SIGTERM/SIGPIPE handlers are installed only over SIG_DFL/SIG_IGN, so
@@ -424,7 +484,7 @@ static int worker_init(struct worker *w, const struct config *cfg, int listen_fd
     w->ctx.cfg = cfg;
     w->ctx.st = w->st;
     w->ctx.hb = w->hb;
-    return listen_watch(w, 1);
+    return 0;
 }
 
 static void worker_cleanup(struct worker *w)
@@ -438,7 +498,7 @@ static void worker_cleanup(struct worker *w)
     }
 }
 
-int worker_run(const struct config *cfg, int listen_fd, int index, pid_t master)
+int worker_run(const struct config *cfg, int listen_fd, int index, pid_t master, int *load)
 {
     struct worker w;
     int status = 0;
@@ -448,7 +508,7 @@ int worker_run(const struct config *cfg, int listen_fd, int index, pid_t master)
     if (getppid() != master) {
         return 0;
     }
-    if (worker_init(&w, cfg, listen_fd, index) != 0) {
+    if (worker_init(&w, cfg, listen_fd, index, load) != 0) {
         worker_cleanup(&w);
         return CONFIG_EXIT_FATAL;
     }

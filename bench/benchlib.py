@@ -194,8 +194,10 @@ CEILING_CONF = (
 )
 
 
-def start_stack(run_dir, binary, app_env, nginx_workers, keepalive, extra_conf=None):
-    kwargs = {"binary": binary, "app_env": app_env, "extra_nginx_conf": extra_conf}
+def start_stack(run_dir, binary, app_env, nginx_workers, keepalive, extra_conf=None,
+                fcgi="unix"):
+    kwargs = {"binary": binary, "app_env": app_env, "extra_nginx_conf": extra_conf,
+              "fcgi": fcgi}
     if nginx_workers is not None:
         kwargs["nginx_workers"] = nginx_workers
     if keepalive is not None:
@@ -222,6 +224,8 @@ def nginx_conf_facts(st):
     m = re.search(r"upstream\s+reqstats_app\s*\{[^}]*?\bkeepalive\s+(\d+);", text, re.S)
     if m:
         facts["keepalive"] = int(m.group(1))
+    else:
+        facts["keepalive"] = "off"
     m = re.search(r"^\s*access_log\s+[^;]*;", text, re.M)
     if m:
         line = m.group(0)

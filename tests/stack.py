@@ -71,7 +71,7 @@ class Stack:
 
     def __init__(self, run_dir, http_port=None, redis_port=None, binary=None,
                  app_env=None, nginx_workers=1, nginx_keepalive=64, persist=False,
-                 foreground=False, extra_nginx_conf=None):
+                 foreground=False, extra_nginx_conf=None, fcgi="unix"):
         self.run_dir = os.path.abspath(run_dir)
         self.http_port = http_port or free_port()
         self.redis_port = redis_port or free_port()
@@ -84,6 +84,10 @@ class Stack:
         self.extra_nginx_conf = extra_nginx_conf
         self.logs = os.path.join(self.run_dir, "logs")
         self.sock = os.path.join(self.run_dir, "app.sock")
+        # FastCGI between nginx and the app: a unix socket (the default and
+        # the faster), or TCP on loopback (for comparison).
+        self.fcgi = fcgi
+        self.fcgi_port = free_port() if fcgi == "tcp" else None
         self.redis = self.app = self.nginx = None
         self.app_log = os.path.join(self.logs, "app.log")
         self.access_log = os.path.join(self.logs, "access.log")
@@ -141,7 +145,7 @@ class Stack:
     def app_environment(self):
         env = dict(os.environ)
         env.update({
-            "FCGI_LISTEN": "unix:" + self.sock,
+            "FCGI_LISTEN": self.fcgi_address(),
             "REDIS_HOST": "127.0.0.1",
             "REDIS_PORT": str(self.redis_port),
             "TEST_TARGET_URL": self.base_url,
@@ -152,6 +156,11 @@ class Stack:
         env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         return env
+
+    def fcgi_address(self):
+        if self.fcgi == "tcp":
+            return "127.0.0.1:%d" % self.fcgi_port
+        return "unix:" + self.sock
 
     def start_app(self):
         if not os.path.exists(self.binary):
@@ -165,6 +174,8 @@ class Stack:
         if self.app.poll() is not None:
             raise RuntimeError("the app exited with %s; see %s" % (self.app.returncode,
                                                                    self.app_log))
+        if self.fcgi == "tcp":
+            return port_open(self.fcgi_port)
         return os.path.exists(self.sock)
 
     def render_nginx(self):
@@ -180,7 +191,7 @@ class Stack:
         env = dict(os.environ)
         env.update({
             "NGINX_LISTEN": "127.0.0.1:%d" % self.http_port,
-            "NGINX_UPSTREAM": "unix:" + self.sock,
+            "NGINX_UPSTREAM": self.fcgi_address(),
             "NGINX_PREFIX": prefix,
             "NGINX_ACCESS_LOG": self.access_log,
             "NGINX_ERROR_LOG": self.nginx_error_log,
