@@ -71,7 +71,8 @@ class Stack:
 
     def __init__(self, run_dir, http_port=None, redis_port=None, binary=None,
                  app_env=None, nginx_workers=1, nginx_keepalive=64, persist=False,
-                 foreground=False, extra_nginx_conf=None, fcgi="unix"):
+                 foreground=False, extra_nginx_conf=None, fcgi="unix",
+                 redis_password=None):
         self.run_dir = os.path.abspath(run_dir)
         self.http_port = http_port or free_port()
         self.redis_port = redis_port or free_port()
@@ -88,6 +89,7 @@ class Stack:
         # the faster), or TCP on loopback (for comparison).
         self.fcgi = fcgi
         self.fcgi_port = free_port() if fcgi == "tcp" else None
+        self.redis_password = redis_password
         self.redis = self.app = self.nginx = None
         self.app_log = os.path.join(self.logs, "app.log")
         self.access_log = os.path.join(self.logs, "access.log")
@@ -129,6 +131,8 @@ class Stack:
                "--appendonly", "yes" if self.persist else "no",
                "--appendfsync", "everysec", "--logfile", self.redis_log,
                "--pidfile", os.path.join(self.run_dir, "redis.pid")]
+        if self.redis_password:
+            cmd += ["--requirepass", self.redis_password]
         self.redis = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                       start_new_session=True)
         wait_until(lambda: self._redis_ping(), 10, "redis-server on port %d" % self.redis_port)
@@ -150,6 +154,8 @@ class Stack:
             "REDIS_PORT": str(self.redis_port),
             "TEST_TARGET_URL": self.base_url,
         })
+        if self.redis_password:
+            env["REDIS_PASSWORD"] = self.redis_password
         env.update(self.app_env)
         # Sanitizer builds: report everything, fail loudly, no leak noise
         # from libraries beyond our control is expected.
@@ -222,14 +228,15 @@ class Stack:
         return port_open(self.http_port)
 
     def wait_ready(self, timeout=15):
-        """Until a request through nginx reaches a worker (not a 502)."""
+        """Until a request through nginx reaches a worker: any answer but
+        nginx's 502/504 (a 503 is the app's own, e.g. Redis refusing AUTH)."""
         def ready():
             try:
                 req = urllib.request.Request(self.base_url + "/stats/?limit=1", method="HEAD")
                 with urllib.request.urlopen(req, timeout=2) as r:
                     return r.status == 200
             except urllib.error.HTTPError as e:
-                return e.code not in (502, 503, 504)
+                return e.code not in (502, 504)
             except OSError:
                 return False
         wait_until(ready, timeout, "the stack to answer on port %d" % self.http_port, 0.1)
@@ -305,12 +312,20 @@ class Stack:
     def redis_cmd(self, *args):
         """One Redis command over a raw RESP connection; returns the decoded reply."""
         with socket.create_connection(("127.0.0.1", self.redis_port), timeout=5) as s:
-            out = b"*%d\r\n" % len(args)
-            for a in args:
-                a = a if isinstance(a, bytes) else str(a).encode()
-                out += b"$%d\r\n%s\r\n" % (len(a), a)
-            s.sendall(out)
-            return _read_resp(s.makefile("rb"))
+            f = s.makefile("rb")
+            if self.redis_password:
+                s.sendall(_resp("AUTH", self.redis_password))
+                _read_resp(f)
+            s.sendall(_resp(*args))
+            return _read_resp(f)
+
+
+def _resp(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
 
 
 def _read_resp(f):

@@ -60,6 +60,7 @@ class StackTestCase(unittest.TestCase):
 
     app_env = {}
     persist = False
+    redis_password = None
     stack = None
     base_url = None
 
@@ -67,7 +68,7 @@ class StackTestCase(unittest.TestCase):
     def setUpClass(cls):
         external = os.environ.get("REQSTATS_BASE_URL")
         if external:
-            if cls.app_env or cls.persist:
+            if cls.app_env or cls.persist or cls.redis_password:
                 # Its settings cannot be applied to a stack we did not start.
                 raise unittest.SkipTest("needs a stack with its own settings")
             cls.base_url = external.rstrip("/")
@@ -75,7 +76,8 @@ class StackTestCase(unittest.TestCase):
             return
         cls.tmpdir = tempfile.mkdtemp(prefix="reqstats-test-")
         cls.stack = stack.Stack(cls.tmpdir, binary=os.environ.get("REQSTATS_BIN"),
-                                app_env=cls.app_env, persist=cls.persist)
+                                app_env=cls.app_env, persist=cls.persist,
+                                redis_password=cls.redis_password)
         cls.stack.start()
         cls.base_url = cls.stack.base_url
 
