@@ -274,6 +274,10 @@ static int setup_transfers(struct runner *rn)
             e, CURLOPT_CONNECTTIMEOUT_MS,
             (long)(cfg->test_request_timeout_ms < 2000 ? cfg->test_request_timeout_ms : 2000));
         cc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        /* Straight to TEST_TARGET_URL: an http_proxy in the environment
+         * must not divert test traffic (and is not looked up per request). */
+        cc |= curl_easy_setopt(e, CURLOPT_PROXY, "");
+        cc |= curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
         cc |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
         cc |= curl_easy_setopt(e, CURLOPT_USERAGENT, "reqstats-testrun/1");
         if (cc != CURLE_OK) {
