@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -91,14 +92,23 @@ static void child_main(struct master *m, struct child *c, pid_t master_pid)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
+    /* Die with the master, even one killed with SIGKILL: the kernel sends
+     * SIGTERM, and the child stops gracefully. If the master is already
+     * gone (it died between fork and here), stop at once. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != master_pid) {
+        free(m->children);
+        exit(0);
+    }
+
     if (c->role == ROLE_WORKER) {
         log_init("worker", m->cfg->log_level);
-        status = worker_run(m->cfg, m->listen_fd, c->index, master_pid, m->load);
+        status = worker_run(m->cfg, m->listen_fd, c->index, m->load);
     } else {
         /* The runner is a client: it must not hold the listen socket. */
         close(m->listen_fd);
         log_init("runner", m->cfg->log_level);
-        status = runner_run(m->cfg, master_pid);
+        status = runner_run(m->cfg);
     }
     free(m->children);
     exit(status);

@@ -38,7 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -490,7 +489,7 @@ static void sweep(struct runner *rn)
     }
 }
 
-int runner_run(const struct config *cfg, pid_t master)
+int runner_run(const struct config *cfg)
 {
     struct runner rn;
     struct sigaction sa;
@@ -498,10 +497,6 @@ int runner_run(const struct config *cfg, pid_t master)
     int64_t last_sweep = 0;
     int status = 0;
 
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != master) {
-        return 0;
-    }
     memset(&rn, 0, sizeof(rn));
     rn.epfd = -1;
     rn.cfg = cfg;

@@ -44,7 +44,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -498,16 +497,11 @@ static void worker_cleanup(struct worker *w)
     }
 }
 
-int worker_run(const struct config *cfg, int listen_fd, int index, pid_t master, int *load)
+int worker_run(const struct config *cfg, int listen_fd, int index, int *load)
 {
     struct worker w;
     int status = 0;
 
-    /* Exit with the master, even if it is killed with SIGKILL. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != master) {
-        return 0;
-    }
     if (worker_init(&w, cfg, listen_fd, index, load) != 0) {
         worker_cleanup(&w);
         return CONFIG_EXIT_FATAL;
