@@ -78,8 +78,7 @@ struct runner {
     int epfd;      /* the transfers' sockets, as libcurl asks */
     uint32_t *fds; /* per fd: registered events and state, see on_socket */
     size_t nfds;
-    long timeout_ms;   /* libcurl's timer: -1 none, 0 now */
-    int64_t timer_set; /* when it was set (monotonic ms) */
+    int64_t timer_at; /* libcurl's timer: monotonic ms it fires at, -1 none */
     sigset_t waitmask;
 };
 
@@ -201,8 +200,7 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
     struct runner *rn = userp;
 
     (void)multi;
-    rn->timeout_ms = timeout_ms;
-    rn->timer_set = clock_mono_ms();
+    rn->timer_at = timeout_ms < 0 ? -1 : clock_mono_ms() + timeout_ms;
     return 0;
 }
 
@@ -211,10 +209,10 @@ static int timer_wait(const struct runner *rn, int cap_ms)
 {
     int64_t left;
 
-    if (rn->timeout_ms < 0) {
+    if (rn->timer_at < 0) {
         return cap_ms;
     }
-    left = rn->timer_set + rn->timeout_ms - clock_mono_ms();
+    left = rn->timer_at - clock_mono_ms();
     return left <= 0 ? 0 : (left < cap_ms ? (int)left : cap_ms);
 }
 
@@ -230,7 +228,7 @@ static int setup_transfers(struct runner *rn)
         return -1;
     }
     rn->epfd = epoll_create1(EPOLL_CLOEXEC);
-    rn->timeout_ms = -1;
+    rn->timer_at = -1;
     if (rn->epfd < 0) {
         log_error("epoll_create1: %s", strerror(errno));
         return -1;
@@ -453,8 +451,8 @@ static void execute(struct runner *rn, struct run *r)
         for (int i = 0; i < n && mc == CURLM_OK; i++) {
             mc = socket_event(rn, &evs[i], &running);
         }
-        if (mc == CURLM_OK && rn->timeout_ms >= 0 && timer_wait(rn, 100) == 0) {
-            rn->timeout_ms = -1;
+        if (mc == CURLM_OK && rn->timer_at >= 0 && timer_wait(rn, 100) == 0) {
+            rn->timer_at = -1;
             mc = curl_multi_socket_action(rn->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         }
         if (mc != CURLM_OK) {

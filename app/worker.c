@@ -371,16 +371,6 @@ static int loop_once(struct worker *w, int max_wait_ms, int force_flush)
     return n;
 }
 
-static int open_connections(const struct worker *w)
-{
-    int n = 0;
-
-    for (int i = 0; i < w->nslots; i++) {
-        n += w->slots[i].req.ipcFd >= 0;
-    }
-    return n;
-}
-
 static void shutdown_worker(struct worker *w)
 {
     int64_t start = clock_mono_ms();
@@ -397,7 +387,7 @@ static void shutdown_worker(struct worker *w)
     }
 
     /* Answer what nginx already sent on kept connections. */
-    while (open_connections(w) > 0 && clock_mono_ms() - start < DRAIN_MS) {
+    while (w->conns > 0 && clock_mono_ms() - start < DRAIN_MS) {
         if (loop_once(w, 50, 0) < 0) {
             break;
         }
