@@ -22,7 +22,7 @@ import os
 import threading
 import urllib.parse
 
-from support import Response
+from support import parse_http
 
 HEX32 = r"^[0-9a-f]{32}$"
 
@@ -30,33 +30,6 @@ HEX32 = r"^[0-9a-f]{32}$"
 def token():
     """A short random tag that makes a test's paths its own."""
     return os.urandom(6).hex()
-
-
-def parse_http(data):
-    """Parse one raw HTTP/1.x answer (Connection: close) into a Response."""
-    head, sep, body = data.partition(b"\r\n\r\n")
-    if not sep:
-        raise AssertionError("no complete HTTP answer in %r" % data[:300])
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    status = int(parts[1])
-    header_list = []
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        header_list.append((name.decode("latin-1").strip(), value.decode("latin-1").strip()))
-    headers = {k.lower(): v for k, v in header_list}
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        out, rest = b"", body
-        while rest:
-            size_line, _, rest = rest.partition(b"\r\n")
-            size = int(size_line.split(b";")[0], 16)
-            if size == 0:
-                break
-            out, rest = out + rest[:size], rest[size + 2:]
-        body = out
-    resp = Response(status, headers, body)
-    resp.header_list = header_list
-    return resp
 
 
 class CoreMixin:
@@ -77,7 +50,7 @@ class CoreMixin:
         if body is not None:
             req += b"Content-Length: %d\r\n" % len(body)
         req += b"\r\n" + (body or b"")
-        return parse_http(self.raw(req, timeout=timeout))
+        return parse_http(self.raw(req, timeout=timeout), head_request=method == "HEAD")
 
     # ---- the report -------------------------------------------------------
 

@@ -6,6 +6,10 @@ a temporary directory, once per test class, and stops it afterwards. The
 class fails in tearDownClass if any log holds a sanitizer report or an
 nginx [alert]/[emerg] line.
 
+parse_responses()/parse_http() read raw HTTP answers strictly (status
+line, header names and bytes, Content-Length, nothing left over), for tests
+that talk to nginx over raw sockets.
+
 Point the suite at a stack that is already running (make run,
 docker-compose) with REQSTATS_BASE_URL=http://host:port; tests that need to
 control processes (stop Redis, kill workers) or their own settings are then
@@ -16,6 +20,7 @@ totals).
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -49,6 +54,93 @@ class Response:
 
     def __repr__(self):
         return "<Response %d %r>" % (self.status, self.body[:200])
+
+
+# ---- raw HTTP answers ---------------------------------------------------------
+
+# The status of an HTTP/0.9 answer (no status line at all).
+HTTP09 = "http09"
+
+# An HTTP header name (RFC 9110 token).
+TOKEN = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+class Http09Response(Response):
+    """An HTTP/0.9 answer: a bare body without status line or headers."""
+
+    def __init__(self, body):
+        super().__init__(0, {}, body)
+        self.status = HTTP09
+
+    def __repr__(self):
+        return "<HTTP/0.9 answer %r>" % self.body[:200]
+
+
+def parse_responses(data, head_request):
+    """Split the bytes of one connection into Response objects.
+
+    A stream that does not start with 'HTTP/' is an HTTP/0.9 answer: status
+    HTTP09, no headers, the rest is the body. Raises ValueError on anything
+    malformed (a header line without a colon, a short body, ...)."""
+    out = []
+    while data:
+        if not data.startswith(b"HTTP/"):
+            if out:
+                raise ValueError("bytes after the last response: %r" % data[:80])
+            out.append(Http09Response(data))
+            break
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            raise ValueError("incomplete header block: %r" % data[:200])
+        lines = head.split(b"\r\n")
+        m = re.match(rb"^HTTP/1\.[01] (\d{3}) [\x20-\x7e]*$", lines[0])
+        if not m:
+            raise ValueError("bad status line %r" % lines[0])
+        header_list = []
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon or not TOKEN.match(name):
+                raise ValueError("bad header line %r" % line)
+            if re.search(rb"[\x00-\x08\x0a-\x1f\x7f]", value):
+                raise ValueError("control byte in header %r" % line)
+            header_list.append((name.decode("ascii"), value.strip().decode("latin-1")))
+        headers = {k.lower(): v for k, v in header_list}
+        if head_request:
+            body = b""
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size_line, sep, rest = rest.partition(b"\r\n")
+                if not sep:
+                    raise ValueError("truncated chunk size")
+                size = int(size_line.split(b";")[0], 16)
+                if size == 0:
+                    _, sep, rest = rest.partition(b"\r\n")
+                    break
+                body += rest[:size]
+                rest = rest[size + 2:]
+        elif "content-length" in headers:
+            n = int(headers["content-length"])
+            if len(rest) < n:
+                raise ValueError("body of %d bytes, Content-Length %d" % (len(rest), n))
+            body, rest = rest[:n], rest[n:]
+        else:
+            body, rest = rest, b""
+        resp = Response(int(m.group(1)), headers, body)
+        resp.header_list = header_list
+        out.append(resp)
+        data = rest
+    return out
+
+
+
+def parse_http(data, head_request=False):
+    """Exactly one strictly parsed answer: the bytes of one connection that
+    carried one request with Connection: close."""
+    out = parse_responses(data, head_request)
+    if len(out) != 1:
+        raise AssertionError("expected one HTTP answer, got %d in %r" % (len(out), data[:300]))
+    return out[0]
 
 
 class StackTestCase(unittest.TestCase):

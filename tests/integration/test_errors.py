@@ -7,7 +7,8 @@ The app counts 400/404/405 like any request; a 414 for a canonical path
 over 2048 bytes and every error nginx answers itself are not counted.
 """
 
-from corehelp import HEX32, CoreMixin, parse_http, token
+from corehelp import HEX32, CoreMixin, token
+from support import parse_http
 from support import StackTestCase
 
 CANON_MAX = 2048

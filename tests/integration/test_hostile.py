@@ -34,7 +34,7 @@ import time
 import unittest
 
 import stack as stackmod
-from support import Response, StackTestCase
+from support import HTTP09, StackTestCase, parse_responses
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "hostile_corpus.txt")
@@ -51,7 +51,6 @@ KNOWN_HEADERS = {"server", "date", "content-type", "content-length", "connection
 INJECTED = {"set-cookie", "x-evil"}
 
 STD_HEADERS = b"Host: 127.0.0.1\r\nConnection: close\r\n"
-HTTP09 = "http09"
 
 # ---- the corpus ---------------------------------------------------------------
 
@@ -145,75 +144,6 @@ def load_corpus(path=CORPUS):
 
 # ---- raw responses --------------------------------------------------------------
 
-TOKEN = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-
-
-class Http09Response(Response):
-    """An HTTP/0.9 answer: a bare body without status line or headers."""
-
-    def __init__(self, body):
-        super().__init__(0, {}, body)
-        self.status = HTTP09
-
-    def __repr__(self):
-        return "<HTTP/0.9 answer %r>" % self.body[:200]
-
-
-def parse_responses(data, head_request):
-    """Split the bytes of one connection into Response objects.
-
-    A stream that does not start with 'HTTP/' is an HTTP/0.9 answer: status
-    HTTP09, no headers, the rest is the body. Raises ValueError on anything
-    malformed (a header line without a colon, a short body, ...)."""
-    out = []
-    while data:
-        if not data.startswith(b"HTTP/"):
-            if out:
-                raise ValueError("bytes after the last response: %r" % data[:80])
-            out.append(Http09Response(data))
-            break
-        head, sep, rest = data.partition(b"\r\n\r\n")
-        if not sep:
-            raise ValueError("incomplete header block: %r" % data[:200])
-        lines = head.split(b"\r\n")
-        m = re.match(rb"^HTTP/1\.[01] (\d{3}) [\x20-\x7e]*$", lines[0])
-        if not m:
-            raise ValueError("bad status line %r" % lines[0])
-        header_list = []
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not TOKEN.match(name):
-                raise ValueError("bad header line %r" % line)
-            if re.search(rb"[\x00-\x08\x0a-\x1f\x7f]", value):
-                raise ValueError("control byte in header %r" % line)
-            header_list.append((name.decode("ascii"), value.strip().decode("latin-1")))
-        headers = {k.lower(): v for k, v in header_list}
-        if head_request:
-            body = b""
-        elif headers.get("transfer-encoding", "").lower() == "chunked":
-            body = b""
-            while True:
-                size_line, sep, rest = rest.partition(b"\r\n")
-                if not sep:
-                    raise ValueError("truncated chunk size")
-                size = int(size_line.split(b";")[0], 16)
-                if size == 0:
-                    _, sep, rest = rest.partition(b"\r\n")
-                    break
-                body += rest[:size]
-                rest = rest[size + 2:]
-        elif "content-length" in headers:
-            n = int(headers["content-length"])
-            if len(rest) < n:
-                raise ValueError("body of %d bytes, Content-Length %d" % (len(rest), n))
-            body, rest = rest[:n], rest[n:]
-        else:
-            body, rest = rest, b""
-        resp = Response(int(m.group(1)), headers, body)
-        resp.header_list = header_list
-        out.append(resp)
-        data = rest
-    return out
 
 
 # ---- API.md 1: the reference canonical path -------------------------------------------
