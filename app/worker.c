@@ -30,9 +30,10 @@
  * as lost.
  *
  * libfcgi detail: the slot's fd is read from FCGX_Request.ipcFd, the only
- * way the library exposes it; after each request the fd is (re)added to
- * epoll, because libfcgi may have closed a dead connection and accepted a
- * new one under the same number.
+ * way the library exposes it, and is added to epoll once, when the slot
+ * accepts it. On a kept connection, FCGX_Accept_r runs with no listen
+ * socket (listen_sock -1), so libfcgi cannot silently swap a dead
+ * connection for a new one under the same fd number.
  */
 
 #include "worker.h"
@@ -145,33 +146,34 @@ static void slot_release(struct worker *w, int i)
     w->free_list[w->nfree++] = i;
 }
 
-/* After a request (or a failed read) on slot i: keep watching its
- * connection, or put the slot back on the free list. The slot is never on
- * the free list while this runs: accept_new() took it off. */
-static void slot_settle(struct worker *w, int i)
+/* After a request (or a failed read) on slot i: watch a connection the
+ * slot has just accepted, or put the slot back on the free list if its
+ * connection is gone. A kept connection is already watched: serve() made
+ * sure libfcgi could not replace it by another one under the same fd
+ * number, so nothing needs to be done for it. The slot is never on the
+ * free list while this runs: accept_new() took it off. */
+static void slot_settle(struct worker *w, int i, int accepted)
 {
     struct slot *s = &w->slots[i];
     struct epoll_event ev;
 
+    if (s->req.ipcFd >= 0 && !accepted) {
+        return;
+    }
     if (s->req.ipcFd >= 0) {
         memset(&ev, 0, sizeof(ev));
         ev.events = EPOLLIN;
         ev.data.u64 = (uint64_t)i;
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, s->req.ipcFd, &ev) == 0) {
-            /* A connection seen for the first time: bound its I/O. */
+            /* A new connection: bound its I/O. */
             struct timeval tv = {CONN_IO_TIMEOUT_S, 0};
 
             setsockopt(s->req.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
             setsockopt(s->req.ipcFd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-            if (!s->held) {
-                s->held = 1;
-                w->conns++;
-                publish_load(w);
-            }
+            s->held = 1;
+            w->conns++;
+            publish_load(w);
             return;
-        }
-        if (errno == EEXIST) {
-            return; /* the same connection, still watched */
         }
         log_error("epoll_ctl connection: %s; closing it", strerror(errno));
         FCGX_Free(&s->req, 1);
@@ -236,13 +238,19 @@ static void serve(struct worker *w, int i)
 {
     struct slot *s = &w->slots[i];
     int had_waiting = hitbuf_waiting_paths(w->hb) > 0;
+    int accepting = s->req.ipcFd < 0;
     int rc, close_conn;
 
+    /* On a kept connection that turns out closed, libfcgi would accept
+     * the next connection from listen_sock, possibly under the same fd
+     * number, unseen by epoll; with no listen socket it returns an error
+     * instead. So a slot's connection only ever comes from accept_new(). */
+    s->req.listen_sock = accepting ? w->listen_fd : -1;
     rc = FCGX_Accept_r(&s->req);
     if (rc < 0) {
         /* The connection closed (nginx dropped it) or, for a free slot,
          * another worker won the accept race. */
-        slot_settle(w, i);
+        slot_settle(w, i, accepting);
         return;
     }
     handler_serve(&w->ctx, &s->req);
@@ -254,7 +262,7 @@ static void serve(struct worker *w, int i)
     if (!had_waiting && hitbuf_waiting_paths(w->hb) > 0) {
         w->oldest_ms = clock_mono_ms();
     }
-    slot_settle(w, i);
+    slot_settle(w, i, accepting);
 }
 
 static void accept_new(struct worker *w)
