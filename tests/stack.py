@@ -135,7 +135,9 @@ class Stack:
             cmd += ["--requirepass", self.redis_password]
         self.redis = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                       start_new_session=True)
-        wait_until(lambda: self._redis_ping(), 10, "redis-server on port %d" % self.redis_port)
+        # A large append-only file (make run keeps one) takes a while to load.
+        wait_until(lambda: self._redis_ping(), 120 if self.persist else 10,
+                   "redis-server on port %d" % self.redis_port)
 
     def _redis_ping(self):
         if self.redis.poll() is not None:
@@ -145,6 +147,10 @@ class Stack:
             return self.redis_cmd("PING") == "PONG"
         except OSError:
             return False
+        except RuntimeError as e:
+            if str(e).startswith("LOADING"):
+                return False  # still reading its append-only file
+            raise
 
     def app_environment(self):
         env = dict(os.environ)
