@@ -68,6 +68,11 @@ int reply_body(const struct reply *rp, int status, const char *extra, const char
     return 0;
 }
 
+/* Reals in answers (a run's rate and elapsed time) are already rounded;
+ * 12 significant digits print them as rounded (1561.2, not
+ * 1561.2000000000001) and still hold every value they can take. */
+#define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(12))
+
 int reply_json(const struct reply *rp, int status, const char *extra_headers, const json_t *body)
 {
     char stackbuf[4096];
@@ -75,7 +80,7 @@ int reply_json(const struct reply *rp, int status, const char *extra_headers, co
     size_t len;
     int rc;
 
-    len = json_dumpb(body, stackbuf, sizeof(stackbuf) - 1, JSON_COMPACT);
+    len = json_dumpb(body, stackbuf, sizeof(stackbuf) - 1, DUMP_FLAGS);
     if (len == 0) {
         return -1;
     }
@@ -83,7 +88,7 @@ int reply_json(const struct reply *rp, int status, const char *extra_headers, co
         size_t need = len;
 
         buf = malloc(need + 1);
-        if (buf == NULL || (len = json_dumpb(body, buf, need, JSON_COMPACT)) != need) {
+        if (buf == NULL || (len = json_dumpb(body, buf, need, DUMP_FLAGS)) != need) {
             free(buf);
             return -1;
         }

@@ -175,6 +175,10 @@ class Runs(RunTestCase):
         self.assertEqual(len(set(rec["pool"])), 3, rec)
         self.assertGreater(rec["elapsed_seconds"], 0, rec)
         self.assertGreater(rec["requests_per_second"], 0, rec)
+        # printed as rounded: 1 decimal for the rate, ms for the time
+        raw = self.get("/test/runs/%s/" % run_id).body.decode()
+        self.assertRegex(raw, r'"requests_per_second":\d+\.\d[,}]', raw)
+        self.assertRegex(raw, r'"elapsed_seconds":\d+\.\d{1,3}[,}]', raw)
         # rate == completed / elapsed, up to the rounding of both numbers
         expect = 40 / rec["elapsed_seconds"]
         self.assertLess(abs(rec["requests_per_second"] - expect), 0.05 * expect + 0.2, rec)
