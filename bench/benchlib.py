@@ -195,9 +195,9 @@ CEILING_CONF = (
 
 
 def start_stack(run_dir, binary, app_env, nginx_workers, keepalive, extra_conf=None,
-                fcgi="unix"):
+                fcgi="unix", redis_aof=False):
     kwargs = {"binary": binary, "app_env": app_env, "extra_nginx_conf": extra_conf,
-              "fcgi": fcgi}
+              "fcgi": fcgi, "persist": bool(redis_aof)}
     if nginx_workers is not None:
         kwargs["nginx_workers"] = nginx_workers
     if keepalive is not None:
