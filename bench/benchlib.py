@@ -549,83 +549,17 @@ def proc_fds(pid):
     return len(names), dict(sorted(kinds.items()))
 
 
-def _socket_inodes(pid):
-    """{fd: inode} of a process's sockets."""
-    out = {}
-    d = "/proc/%d/fd" % pid
-    try:
-        names = os.listdir(d)
-    except OSError:
-        return out
-    for n in names:
-        try:
-            t = os.readlink(os.path.join(d, n))
-        except OSError:
-            continue
-        if t.startswith("socket:["):
-            out[int(n)] = int(t[8:-1])
-    return out
-
-
-def unix_peers():
-    """{inode: peer inode} of every connected unix stream socket (from `ss -xn`),
-    or None when ss is not available."""
-    if shutil.which("ss") is None:
-        return None
-    try:
-        p = subprocess.run(["ss", "-xn"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    peers = {}
-    for line in p.stdout.splitlines()[1:]:
-        f = line.split()
-        # Netid State Recv-Q Send-Q Local Port Peer Port (a local path may be
-        # absent: then Local is '*').
-        if len(f) >= 8 and f[0] == "u_str":
-            try:
-                peers[int(f[-3])] = int(f[-1])
-            except ValueError:
-                continue
-    return peers
-
-
-def unix_connected_inodes():
-    """Inodes of connected (state 03) unix sockets, with their bound path
-    (an accepted socket shows its listener's path), from /proc/net/unix."""
-    out = {}
-    try:
-        with open("/proc/net/unix") as f:
-            next(f)
-            for line in f:
-                fld = line.split()
-                if len(fld) >= 7 and fld[5] == "03":
-                    out[int(fld[6])] = fld[7] if len(fld) > 7 else ""
-    except OSError:
-        pass
-    return out
-
-
 def fastcgi_fds(worker_pids, sock_path, nginx_pids):
-    """Per worker: its FastCGI connections (unix sockets accepted on
-    sock_path), its own fds (everything else: listen socket, epoll, Redis,
-    files), and the connections whose nginx end is no longer open (a worker
-    holding a connection nginx has closed: a leak if it lasts). 'dead' is
-    None when ss is not available to tell."""
-    connected = unix_connected_inodes()
-    peers = unix_peers()
-    nginx_inodes = set()
-    for p in nginx_pids:
-        nginx_inodes.update(_socket_inodes(p).values())
+    """Per worker: its FastCGI connections and the dead ones among them
+    (stack.fastcgi_connections), and its own fds (everything else: listen
+    socket, epoll, Redis, files)."""
+    conns = stackmod.fastcgi_connections(worker_pids, sock_path, nginx_pids)
     out = {}
     for pid in worker_pids:
         total, kinds = proc_fds(pid)
-        conns = [ino for ino in _socket_inodes(pid).values()
-                 if connected.get(ino) == sock_path]
-        dead = None
-        if peers is not None:
-            dead = sum(1 for ino in conns if peers.get(ino) not in nginx_inodes)
-        out[pid] = {"fds": total, "kinds": kinds, "conns": len(conns),
-                    "own": None if total is None else total - len(conns), "dead": dead}
+        c = conns[pid]
+        out[pid] = {"fds": total, "kinds": kinds, "conns": c["conns"],
+                    "own": None if total is None else total - c["conns"], "dead": c["dead"]}
     return out
 
 

@@ -58,6 +58,84 @@ def wait_until(cond, timeout, what, interval=0.05):
     raise RuntimeError("timed out after %.1f s waiting for %s" % (timeout, what))
 
 
+# ---- sockets, for inspecting connections ------------------------------------
+
+def socket_inodes(pid):
+    """{fd: inode} of a process's sockets."""
+    out = {}
+    d = "/proc/%d/fd" % pid
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return out
+    for n in names:
+        try:
+            t = os.readlink(os.path.join(d, n))
+        except OSError:
+            continue
+        if t.startswith("socket:["):
+            out[int(n)] = int(t[8:-1])
+    return out
+
+
+def unix_peers():
+    """{inode: peer inode} of every connected unix stream socket (from `ss -xn`),
+    or None when ss is not available."""
+    if shutil.which("ss") is None:
+        return None
+    try:
+        p = subprocess.run(["ss", "-xn"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    peers = {}
+    for line in p.stdout.splitlines()[1:]:
+        f = line.split()
+        # Netid State Recv-Q Send-Q Local Port Peer Port (a local path may be
+        # absent: then Local is '*').
+        if len(f) >= 8 and f[0] == "u_str":
+            try:
+                peers[int(f[-3])] = int(f[-1])
+            except ValueError:
+                continue
+    return peers
+
+
+def unix_connected_inodes():
+    """Inodes of connected (state 03) unix sockets, with their bound path
+    (an accepted socket shows its listener's path), from /proc/net/unix."""
+    out = {}
+    try:
+        with open("/proc/net/unix") as f:
+            next(f)
+            for line in f:
+                fld = line.split()
+                if len(fld) >= 7 and fld[5] == "03":
+                    out[int(fld[6])] = fld[7] if len(fld) > 7 else ""
+    except OSError:
+        pass
+    return out
+
+
+def fastcgi_connections(worker_pids, sock_path, nginx_pids):
+    """Per worker: how many FastCGI connections (unix sockets accepted on
+    sock_path) it holds, and how many of them nginx no longer holds (the
+    peer socket is open in none of nginx_pids: nginx closed it and the
+    worker has not; a leak if it lasts). 'dead' is None when `ss` is not
+    available to tell."""
+    connected = unix_connected_inodes()
+    peers = unix_peers()
+    nginx_inodes = set()
+    for p in nginx_pids:
+        nginx_inodes.update(socket_inodes(p).values())
+    out = {}
+    for pid in worker_pids:
+        conns = [ino for ino in socket_inodes(pid).values() if connected.get(ino) == sock_path]
+        dead = None if peers is None else sum(1 for ino in conns
+                                               if peers.get(ino) not in nginx_inodes)
+        out[pid] = {"conns": len(conns), "dead": dead}
+    return out
+
+
 class Stack:
     """redis-server + reqstats + nginx under run_dir.
 
@@ -290,6 +368,11 @@ class Stack:
                 return [int(p) for p in f.read().split()]
         except OSError:
             return []
+
+    def fastcgi_connections(self):
+        """fastcgi_connections() of this stack's app workers."""
+        return fastcgi_connections(self.children(), self.sock,
+                                   [self.nginx.pid] + self.children(self.nginx.pid))
 
     def role_of(self, pid):
         """'worker' or 'runner', from the app log line that announced pid."""
