@@ -8,11 +8,13 @@
  *     (fastcgi_keep_conn). A plain libfcgi loop blocks reading the next
  *     request on its one kept connection while others queue, which is why
  *     keepalive stalls such workers. Here each connection has its own
- *     FCGX_Request slot (up to WORKER_CONNECTIONS); FCGX_Accept_r is only
- *     called on a slot whose connection epoll reported readable, or on a
- *     free slot when the listen socket is readable (the listen socket is
- *     non-blocking, so losing the accept race to another worker costs an
- *     EAGAIN). Requests are answered one at a time, in arrival order. A
+ *     FCGX_Request slot (up to WORKER_CONNECTIONS). The worker accepts
+ *     connections itself (the listen socket is non-blocking, so losing the
+ *     accept race to another worker costs an EAGAIN), bounds their I/O
+ *     and watches them; FCGX_Accept_r is only called on a slot whose
+ *     connection epoll reported readable, so a peer that connects and
+ *     sends nothing holds a slot, never the worker. Requests are answered
+ *     one at a time, in arrival order. A
  *     kept connection stays with the worker that accepted it, so workers
  *     publish how many they hold (memory shared through the master) and
  *     only the least loaded ones watch the listen socket: otherwise one
@@ -29,11 +31,12 @@
  * most until the master's deadline. Hits still unwritten then are logged
  * as lost.
  *
- * libfcgi detail: the slot's fd is read from FCGX_Request.ipcFd, the only
- * way the library exposes it, and is added to epoll once, when the slot
- * accepts it. On a kept connection, FCGX_Accept_r runs with no listen
- * socket (listen_sock -1), so libfcgi cannot silently swap a dead
- * connection for a new one under the same fd number.
+ * libfcgi detail: a slot hands its accepted connection to libfcgi through
+ * FCGX_Request.ipcFd with keepConnection set (FCGX_Accept_r then reads the
+ * next request from it instead of accepting one), and its requests have no
+ * listen socket (-1): when libfcgi finds the connection closed it returns
+ * an error instead of accepting another one behind epoll's back. These are
+ * fields fcgiapp.h calls internal; libfcgi 2.4 has no other way in.
  */
 
 #include "worker.h"
@@ -44,6 +47,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -95,7 +100,8 @@ struct worker {
     const struct config *cfg;
     int index;
     int listen_fd;
-    int listening; /* listen fd is in the epoll set */
+    int listen_tcp; /* the listen socket is TCP (else unix) */
+    int listening;  /* listen fd is in the epoll set */
     int epfd;
     struct slot *slots;
     int nslots;
@@ -146,39 +152,58 @@ static void slot_release(struct worker *w, int i)
     w->free_list[w->nfree++] = i;
 }
 
-/* After a request (or a failed read) on slot i: watch a connection the
- * slot has just accepted, or put the slot back on the free list if its
- * connection is gone. A kept connection is already watched: serve() made
- * sure libfcgi could not replace it by another one under the same fd
- * number, so nothing needs to be done for it. The slot is never on the
- * free list while this runs: accept_new() took it off. */
-static void slot_settle(struct worker *w, int i, int accepted)
+static int is_tcp(int fd)
 {
-    struct slot *s = &w->slots[i];
-    struct epoll_event ev;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
 
-    if (s->req.ipcFd >= 0 && !accepted) {
+    memset(&ss, 0, sizeof(ss));
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+        return 0;
+    }
+    return ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
+}
+
+/* Take a new connection into a free slot: bound its I/O, watch it. */
+static void slot_accept(struct worker *w)
+{
+    struct timeval tv = {CONN_IO_TIMEOUT_S, 0};
+    struct epoll_event ev;
+    int one = 1;
+    int i, fd;
+
+    if (w->nfree == 0) {
         return;
     }
-    if (s->req.ipcFd >= 0) {
-        memset(&ev, 0, sizeof(ev));
-        ev.events = EPOLLIN;
-        ev.data.u64 = (uint64_t)i;
-        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, s->req.ipcFd, &ev) == 0) {
-            /* A new connection: bound its I/O. */
-            struct timeval tv = {CONN_IO_TIMEOUT_S, 0};
-
-            setsockopt(s->req.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-            setsockopt(s->req.ipcFd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-            s->held = 1;
-            w->conns++;
-            publish_load(w);
-            return;
+    fd = accept4(w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
+            log_warn("accept: %s", strerror(errno));
         }
-        log_error("epoll_ctl connection: %s; closing it", strerror(errno));
-        FCGX_Free(&s->req, 1);
+        return; /* most often another worker took it */
     }
-    slot_release(w, i);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (w->listen_tcp) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    i = w->free_list[--w->nfree];
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.u64 = (uint64_t)i;
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        log_error("epoll_ctl connection: %s; closing it", strerror(errno));
+        close(fd);
+        w->free_list[w->nfree++] = i;
+        return;
+    }
+    /* Handed to libfcgi as an open connection; keepConnection stops its
+     * FCGX_Accept_r from closing it as the end of a previous request. */
+    w->slots[i].req.ipcFd = fd;
+    w->slots[i].req.keepConnection = 1;
+    w->slots[i].held = 1;
+    w->conns++;
+    publish_load(w);
 }
 
 /* Whether this worker should take new connections now: it has a free slot
@@ -238,19 +263,12 @@ static void serve(struct worker *w, int i)
 {
     struct slot *s = &w->slots[i];
     int had_waiting = hitbuf_waiting_paths(w->hb) > 0;
-    int accepting = s->req.ipcFd < 0;
-    int rc, close_conn;
+    int close_conn;
 
-    /* On a kept connection that turns out closed, libfcgi would accept
-     * the next connection from listen_sock, possibly under the same fd
-     * number, unseen by epoll; with no listen socket it returns an error
-     * instead. So a slot's connection only ever comes from accept_new(). */
-    s->req.listen_sock = accepting ? w->listen_fd : -1;
-    rc = FCGX_Accept_r(&s->req);
-    if (rc < 0) {
-        /* The connection closed (nginx dropped it) or, for a free slot,
-         * another worker won the accept race. */
-        slot_settle(w, i, accepting);
+    if (FCGX_Accept_r(&s->req) < 0) {
+        /* nginx closed the connection (or sent something libfcgi could
+         * not read): libfcgi has closed it. */
+        slot_release(w, i);
         return;
     }
     handler_serve(&w->ctx, &s->req);
@@ -262,13 +280,8 @@ static void serve(struct worker *w, int i)
     if (!had_waiting && hitbuf_waiting_paths(w->hb) > 0) {
         w->oldest_ms = clock_mono_ms();
     }
-    slot_settle(w, i, accepting);
-}
-
-static void accept_new(struct worker *w)
-{
-    if (w->nfree > 0) {
-        serve(w, w->free_list[--w->nfree]);
+    if (s->req.ipcFd < 0) {
+        slot_release(w, i); /* closed after the answer (no keep-alive) */
     }
 }
 
@@ -334,7 +347,7 @@ static int next_timeout(const struct worker *w, int64_t now)
 static void dispatch(struct worker *w, const struct epoll_event *ev, int64_t now)
 {
     if (ev->data.u64 == TAG_LISTEN) {
-        accept_new(w);
+        slot_accept(w);
     } else if (ev->data.u64 == TAG_REDIS) {
         redis_event(w, ev->events, now);
     } else if (ev->data.u64 < (uint64_t)w->nslots) {
@@ -383,16 +396,12 @@ static void shutdown_worker(struct worker *w)
 {
     int64_t start = clock_mono_ms();
     int64_t flush_deadline = start + w->cfg->shutdown_timeout_ms - 1000;
-    int dummy;
 
-    /* Stop accepting. The listen fd number stays valid (libfcgi slots
-     * remember it) but now names a socket that is not listening. */
+    /* Stop accepting (the master and the other workers keep the listen
+     * socket open). */
     listen_watch(w, 0);
-    dummy = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (dummy >= 0) {
-        dup2(dummy, w->listen_fd);
-        close(dummy);
-    }
+    close(w->listen_fd);
+    w->listen_fd = -1;
 
     /* Answer what nginx already sent on kept connections. */
     while (w->conns > 0 && clock_mono_ms() - start < DRAIN_MS) {
@@ -439,6 +448,7 @@ static int worker_init(struct worker *w, const struct config *cfg, int listen_fd
     w->index = index;
     w->listen_fd = listen_fd;
     w->epfd = -1;
+    w->listen_tcp = is_tcp(listen_fd);
     w->load = load;
     publish_load(w);
 
@@ -474,7 +484,7 @@ static int worker_init(struct worker *w, const struct config *cfg, int listen_fd
         return -1;
     }
     for (int i = 0; i < w->nslots; i++) {
-        FCGX_InitRequest(&w->slots[i].req, listen_fd, 0);
+        FCGX_InitRequest(&w->slots[i].req, -1, 0); /* connections come from slot_accept() */
         w->free_list[w->nfree++] = w->nslots - 1 - i;
     }
     store_batch_attach(w->st, w->epfd, TAG_REDIS);

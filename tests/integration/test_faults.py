@@ -28,6 +28,7 @@ process (absent or zombie) from a live one.
 import http.client
 import os
 import signal
+import socket
 import threading
 import time
 import unittest
@@ -493,6 +494,49 @@ class NginxReload(FaultCase):
         self.assertGreater(len(load.ok()), 300)
         self.assertEqual(bad, [], "non-200 answers or errors during reload")
         self.assertEqual(counted, {p: answered.get(p, 0) for p in paths})
+        # The old nginx workers closed their kept FastCGI connections on
+        # the way out: every app worker must have let go of them too.
+        self.wait_for(lambda: not (set(st.children(st.nginx.pid)) & nginx_workers), 10,
+                      "the old nginx workers to exit")
+        deadline = time.monotonic() + 3
+        while True:
+            held = st.fastcgi_connections()  # needs ss (iproute2) to tell dead ones
+            if all(c["dead"] == 0 for c in held.values()):
+                break
+            if time.monotonic() > deadline:
+                self.fail("workers still hold FastCGI connections nginx closed "
+                          "(per worker pid): %s" % held)
+            time.sleep(0.05)
+        self.assertGreater(sum(c["conns"] for c in held.values()), 0, held)
+
+
+class IdlePeer(FaultCase):
+    """Peers that connect to the FastCGI socket and send nothing."""
+
+    app_env = {"WORKERS": "1"}
+    PEERS = 4
+
+    def test_idle_connections_do_not_hold_the_worker(self):
+        st = self.require_stack()
+        peers = []
+        try:
+            for _ in range(self.PEERS):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(st.sock)
+                peers.append(s)
+            worker = st.children()[0] if st.role_of(st.children()[0]) == "worker" \
+                else st.children()[1]
+            self.wait_for(lambda: st.fastcgi_connections()[worker]["dead"] == self.PEERS, 3,
+                          "the worker to accept the idle peers")
+            # The one worker holds them all and still answers nginx at once.
+            for k in range(20):
+                r = self.get("/api/idle-peer/%d/" % k, timeout=3)
+                self.assertEqual(r.status, 200, r)
+        finally:
+            for s in peers:
+                s.close()
+        self.wait_for(lambda: st.fastcgi_connections()[worker]["dead"] == 0, 3,
+                      "the worker to let go of the closed peers")
 
 
 if __name__ == "__main__":
