@@ -93,7 +93,6 @@ static void on_stop(int sig)
 
 struct slot {
     FCGX_Request req; /* req.ipcFd >= 0 while it holds a connection */
-    int held;         /* its connection is counted and watched */
 };
 
 struct worker {
@@ -141,14 +140,12 @@ static void publish_load(struct worker *w)
     __atomic_store_n(&w->load[w->index], w->conns, __ATOMIC_RELAXED);
 }
 
-/* A slot's connection is gone (closed by libfcgi or by us). */
+/* A slot's connection is gone (closed by libfcgi or by us). Only a slot
+ * that slot_accept() filled comes here. */
 static void slot_release(struct worker *w, int i)
 {
-    if (w->slots[i].held) {
-        w->slots[i].held = 0;
-        w->conns--;
-        publish_load(w);
-    }
+    w->conns--;
+    publish_load(w);
     w->free_list[w->nfree++] = i;
 }
 
@@ -201,7 +198,6 @@ static void slot_accept(struct worker *w)
      * FCGX_Accept_r from closing it as the end of a previous request. */
     w->slots[i].req.ipcFd = fd;
     w->slots[i].req.keepConnection = 1;
-    w->slots[i].held = 1;
     w->conns++;
     publish_load(w);
 }
