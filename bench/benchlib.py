@@ -527,16 +527,12 @@ def proc_rss_kib(pid):
 
 def proc_fds(pid):
     """(count, {kind: count}) of a process's open fds, or (None, {})."""
-    d = "/proc/%d/fd" % pid
-    kinds = collections.Counter()
-    try:
-        names = os.listdir(d)
-    except OSError:
+    targets = stackmod.fd_targets(pid)
+    if targets is None:
         return None, {}
-    for n in names:
-        try:
-            target = os.readlink(os.path.join(d, n))
-        except OSError:
+    kinds = collections.Counter()
+    for target in targets.values():
+        if target is None:
             continue
         if target.startswith("socket:"):
             kinds["socket"] += 1
@@ -546,7 +542,7 @@ def proc_fds(pid):
             kinds["pipe"] += 1
         else:
             kinds["file"] += 1
-    return len(names), dict(sorted(kinds.items()))
+    return len(targets), dict(sorted(kinds.items()))
 
 
 def fastcgi_fds(worker_pids, sock_path, nginx_pids):

@@ -60,22 +60,27 @@ def wait_until(cond, timeout, what, interval=0.05):
 
 # ---- sockets, for inspecting connections ------------------------------------
 
-def socket_inodes(pid):
-    """{fd: inode} of a process's sockets."""
-    out = {}
+def fd_targets(pid):
+    """{fd: what /proc/<pid>/fd/<fd> links to} of a process (None for an
+    fd closed while being read), or None when the process is gone."""
     d = "/proc/%d/fd" % pid
     try:
         names = os.listdir(d)
     except OSError:
-        return out
+        return None
+    out = {}
     for n in names:
         try:
-            t = os.readlink(os.path.join(d, n))
+            out[int(n)] = os.readlink(os.path.join(d, n))
         except OSError:
-            continue
-        if t.startswith("socket:["):
-            out[int(n)] = int(t[8:-1])
+            out[int(n)] = None
     return out
+
+
+def socket_inodes(pid):
+    """{fd: inode} of a process's sockets."""
+    return {fd: int(t[8:-1]) for fd, t in (fd_targets(pid) or {}).items()
+            if t is not None and t.startswith("socket:[")}
 
 
 def unix_peers():
