@@ -11,8 +11,9 @@
 #
 # It runs as uid/gid 10001 (reqstats), the same ids Dockerfile.nginx uses,
 # so nginx can reach the unix socket (mode 0660) in the volume shared at
-# /run/reqstats. The directory is created here with that owner, so a fresh
-# named volume mounted on it starts with that owner too.
+# /run/reqstats, and the runner can reach nginx's socket in the volume
+# shared at /run/reqstats-http. Both directories are created here with that
+# owner, so a fresh named volume mounted on one starts with that owner too.
 
 FROM debian:bookworm-slim AS build
 
@@ -41,7 +42,7 @@ RUN apt-get update \
  && groupadd --system --gid 10001 reqstats \
  && useradd --system --uid 10001 --gid 10001 --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin reqstats \
- && install -d -o 10001 -g 10001 -m 0750 /run/reqstats
+ && install -d -o 10001 -g 10001 -m 0750 /run/reqstats /run/reqstats-http
 
 COPY --from=build /src/build/reqstats /usr/local/bin/reqstats
 

@@ -28,6 +28,7 @@ enum kind {
     K_PREFIX, /* Redis key prefix: printable ASCII without spaces */
     K_LISTEN, /* unix:/path, /path or host:port */
     K_URL,    /* http:// or https:// base URL */
+    K_SOCKET, /* empty, or an absolute unix socket path */
     K_LEVEL   /* debug, info, warn, error */
 };
 
@@ -80,6 +81,9 @@ static const struct var vars[] = {
      "if set, POST /test/{n}/ needs 'Authorization: Bearer <token>'"},
     {"TEST_TARGET_URL", K_URL, "http://127.0.0.1:5000", 8, 511, F(test_target_url),
      "base URL test runs send their GET /api/... requests to"},
+    {"TEST_TARGET_SOCKET", K_SOCKET, "", 0, 107, F(test_target_socket),
+     "unix socket test runs connect to instead of TEST_TARGET_URL's host and port "
+     "(nginx's `listen unix:`; empty: TCP)"},
     {"TEST_MAX_REQUESTS", K_LLONG, "100000", 1, 10000000, F(test_max_requests),
      "largest n accepted by POST /test/{n}/"},
     {"TEST_MAX_ACTIVE", K_INT, "4", 1, 100, F(test_max_active),
@@ -262,6 +266,9 @@ static int set_var(struct config *cfg, const struct var *v, const char *val)
         return printable(val, 0) ? set_listen(cfg, val) : -1;
     case K_URL:
         return printable(val, 0) ? set_url(field, v->size, val) : -1;
+    case K_SOCKET:
+        /* Empty, or absolute: a relative path would depend on the cwd. */
+        return printable(val, 0) && (*val == '\0' || *val == '/') ? copy_str(v, field, val) : -1;
     case K_LEVEL:
         for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
             if (!strcmp(val, level_names[i])) {
@@ -306,6 +313,9 @@ static void describe_bounds(const struct var *v, char *buf, size_t len)
         break;
     case K_URL:
         snprintf(buf, len, "an http:// or https:// base URL without user, query or fragment");
+        break;
+    case K_SOCKET:
+        snprintf(buf, len, "empty or an absolute path of at most %lld bytes", v->max);
         break;
     case K_LEVEL:
         snprintf(buf, len, "one of debug, info, warn, error");

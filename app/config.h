@@ -45,6 +45,7 @@ struct config {
     int test_enabled;
     char test_token[256];
     char test_target_url[512];
+    char test_target_socket[108]; /* empty: connect to the URL's host */
     long long test_max_requests;
     int test_max_active;
     int test_concurrency;

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import socket
 import subprocess
 import sys
@@ -150,6 +151,10 @@ class Stack:
 
     app_env: extra environment for the app (configuration variables).
     persist: Redis append-only persistence (on for `make run`).
+
+    nginx also listens on the unix socket http.sock, and the app's test runs
+    go through it (TEST_TARGET_SOCKET), as in docker-compose.yml; an app_env
+    with TEST_TARGET_SOCKET="" sends them over TCP to TEST_TARGET_URL.
     """
 
     def __init__(self, run_dir, http_port=None, redis_port=None, binary=None,
@@ -168,6 +173,7 @@ class Stack:
         self.extra_nginx_conf = extra_nginx_conf
         self.logs = os.path.join(self.run_dir, "logs")
         self.sock = os.path.join(self.run_dir, "app.sock")
+        self.http_sock = os.path.join(self.run_dir, "http.sock")
         # FastCGI between nginx and the app: a unix socket (the default and
         # the faster), or TCP on loopback (for comparison).
         self.fcgi = fcgi
@@ -242,6 +248,7 @@ class Stack:
             "REDIS_HOST": "127.0.0.1",
             "REDIS_PORT": str(self.redis_port),
             "TEST_TARGET_URL": self.base_url,
+            "TEST_TARGET_SOCKET": self.http_sock,
         })
         if self.redis_password:
             env["REDIS_PASSWORD"] = self.redis_password
@@ -286,6 +293,7 @@ class Stack:
         env = dict(os.environ)
         env.update({
             "NGINX_LISTEN": "127.0.0.1:%d" % self.http_port,
+            "NGINX_LISTEN_UNIX": self.http_sock,
             "NGINX_UPSTREAM": self.fcgi_address(),
             "NGINX_PREFIX": prefix,
             "NGINX_ACCESS_LOG": self.access_log,
@@ -302,6 +310,10 @@ class Stack:
 
     def start_nginx(self):
         prefix, conf = self.render_nginx()
+        # nginx removes its unix socket only when it exits cleanly; one left
+        # by a killed nginx would make bind() fail.
+        if os.path.exists(self.http_sock) and stat.S_ISSOCK(os.lstat(self.http_sock).st_mode):
+            os.unlink(self.http_sock)
         subprocess.run(["nginx", "-t", "-q", "-p", prefix, "-c", conf], check=True,
                        stdout=subprocess.DEVNULL, stderr=self._log(self.nginx_error_log))
         self.nginx = subprocess.Popen(["nginx", "-p", prefix, "-c", conf],

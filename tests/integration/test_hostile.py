@@ -221,7 +221,8 @@ class Hostile(StackTestCase):
 
     # Any run a hostile request might start sends its traffic to a closed port,
     # so the count of this stack's hits stays exact.
-    app_env = {"TEST_TARGET_URL": "http://127.0.0.1:%d" % stackmod.free_port()}
+    app_env = {"TEST_TARGET_URL": "http://127.0.0.1:%d" % stackmod.free_port(),
+               "TEST_TARGET_SOCKET": ""}
 
     outcomes = []
 

@@ -5,7 +5,9 @@ stack of its own, so no test sees another's runs or traffic:
 
   Runs               the contract: record fields, bad n, wrong methods,
                      unknown ids, the newest-first list
-  RunCounting        a 500-request run, counted exactly in /stats/
+  RunCounting        a 500-request run, counted exactly in /stats/, sent
+                     through nginx's unix socket (TEST_TARGET_SOCKET)
+  RunCountingTcp     the same over TCP (TEST_TARGET_SOCKET empty)
   RunsQueueFull      TEST_MAX_ACTIVE=2: the third run gets 429
   RunsRefusedTarget  the target refuses connections: the run still ends
   RunsStoppedMidRun  SIGTERM to the app while a run is running
@@ -256,7 +258,24 @@ class Runs(RunTestCase):
 
 
 class RunCounting(RunTestCase):
-    """POST /test/500/: exactly 500 new hits, all on URLs that follow the rule."""
+    """POST /test/500/: exactly 500 new hits, all on URLs that follow the rule,
+    sent through nginx's unix socket (the stack's TEST_TARGET_SOCKET)."""
+
+    remote_addr = "unix:"   # what nginx logs as the client of a run's requests
+
+    def run_access_lines(self, n):
+        """The access log's lines of test-run requests, once there are n
+        (nginx flushes its log buffer every second)."""
+        lines = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with open(self.require_stack().access_log, encoding="utf-8",
+                      errors="replace") as f:
+                lines = [ln for ln in f if ln.rstrip().endswith('"reqstats-testrun/1"')]
+            if len(lines) >= n:
+                break
+            time.sleep(0.2)
+        return lines
 
     def test_500_hits_counted_exactly(self):
         self.settle()
@@ -300,6 +319,18 @@ class RunCounting(RunTestCase):
         # total_requests agrees with the per-URL counts
         self.assertEqual(sum(after.values()), self.total())
 
+        # All 500 went through nginx, over the transport configured.
+        lines = self.run_access_lines(500)
+        self.assertEqual(len(lines), 500, "test-run lines in nginx's access log")
+        self.assertEqual({ln.split(" ")[2] for ln in lines}, {self.remote_addr})
+
+
+class RunCountingTcp(RunCounting):
+    """The same run with TEST_TARGET_SOCKET empty: over TCP to TEST_TARGET_URL."""
+
+    app_env = {"TEST_TARGET_SOCKET": ""}
+    remote_addr = "127.0.0.1"
+
 
 class RunsQueueFull(RunTestCase):
     """TEST_MAX_ACTIVE=2: two big runs fill the bound, the third gets 429."""
@@ -328,7 +359,8 @@ class RunsQueueFull(RunTestCase):
 class RunsRefusedTarget(RunTestCase):
     """The target refuses every connection: the run ends, every request failed."""
 
-    app_env = {"TEST_TARGET_URL": "http://127.0.0.1:%d" % stackmod.free_port()}
+    app_env = {"TEST_TARGET_URL": "http://127.0.0.1:%d" % stackmod.free_port(),
+               "TEST_TARGET_SOCKET": ""}
 
     def test_refused_target_ends_with_failures(self):
         n = 200

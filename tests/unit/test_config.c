@@ -22,20 +22,35 @@
 
 /* The variables the service documents (README, config.c's table). */
 static const char *const known[] = {
-    "FCGI_LISTEN",          "FCGI_BACKLOG",
-    "FCGI_SOCKET_MODE",     "WORKERS",
-    "WORKER_CONNECTIONS",   "REDIS_HOST",
-    "REDIS_PORT",           "REDIS_PASSWORD",
-    "REDIS_PREFIX",         "REDIS_CONNECT_TIMEOUT_MS",
-    "REDIS_TIMEOUT_MS",     "REDIS_BACKOFF_MAX_MS",
-    "FLUSH_INTERVAL_MS",    "FLUSH_BATCH_PATHS",
-    "HIT_BUFFER_BYTES",     "STATS_DEFAULT_LIMIT",
-    "STATS_MAX_LIMIT",      "TEST_ENABLED",
-    "TEST_TOKEN",           "TEST_TARGET_URL",
-    "TEST_MAX_REQUESTS",    "TEST_MAX_ACTIVE",
-    "TEST_CONCURRENCY",     "TEST_REQUEST_TIMEOUT_MS",
-    "TEST_RUN_RETENTION_S", "TEST_RUNS_KEPT",
-    "SHUTDOWN_TIMEOUT_MS",  "LOG_LEVEL",
+    "FCGI_LISTEN",
+    "FCGI_BACKLOG",
+    "FCGI_SOCKET_MODE",
+    "WORKERS",
+    "WORKER_CONNECTIONS",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_PASSWORD",
+    "REDIS_PREFIX",
+    "REDIS_CONNECT_TIMEOUT_MS",
+    "REDIS_TIMEOUT_MS",
+    "REDIS_BACKOFF_MAX_MS",
+    "FLUSH_INTERVAL_MS",
+    "FLUSH_BATCH_PATHS",
+    "HIT_BUFFER_BYTES",
+    "STATS_DEFAULT_LIMIT",
+    "STATS_MAX_LIMIT",
+    "TEST_ENABLED",
+    "TEST_TOKEN",
+    "TEST_TARGET_URL",
+    "TEST_TARGET_SOCKET",
+    "TEST_MAX_REQUESTS",
+    "TEST_MAX_ACTIVE",
+    "TEST_CONCURRENCY",
+    "TEST_REQUEST_TIMEOUT_MS",
+    "TEST_RUN_RETENTION_S",
+    "TEST_RUNS_KEPT",
+    "SHUTDOWN_TIMEOUT_MS",
+    "LOG_LEVEL",
 };
 
 #define NKNOWN (sizeof(known) / sizeof(known[0]))
@@ -549,6 +564,36 @@ static void test_target_url(void **state)
     }
 }
 
+/* ---- TEST_TARGET_SOCKET ----------------------------------------------- */
+
+static void test_target_socket(void **state)
+{
+    static const char *const bad[] = {
+        "relative/http.sock",   "./http.sock",    "unix:/run/http.sock",
+        "/run/with space.sock", "/run/\x01.sock",
+    };
+    char longest[109];
+    struct config cfg;
+
+    (void)state;
+    expect_ok("TEST_TARGET_SOCKET", "", &cfg);
+    assert_string_equal(cfg.test_target_socket, "");
+    expect_ok("TEST_TARGET_SOCKET", "/run/reqstats/http.sock", &cfg);
+    assert_string_equal(cfg.test_target_socket, "/run/reqstats/http.sock");
+    /* sun_path holds 108 bytes with the NUL: 107 fit, 108 do not. */
+    memset(longest, 'a', sizeof(longest));
+    longest[0] = '/';
+    longest[107] = '\0';
+    expect_ok("TEST_TARGET_SOCKET", longest, &cfg);
+    assert_int_equal(strlen(cfg.test_target_socket), 107);
+    longest[107] = 'a';
+    longest[108] = '\0';
+    expect_bad("TEST_TARGET_SOCKET", longest);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        expect_bad("TEST_TARGET_SOCKET", bad[i]);
+    }
+}
+
 /* ---- rules between variables ------------------------------------------ */
 
 static void test_default_limit_over_max(void **state)
@@ -652,6 +697,7 @@ int main(void)
         T(test_listen_forms),
         T(test_listen_bad),
         T(test_target_url),
+        T(test_target_socket),
         T(test_default_limit_over_max),
         T(test_runs_kept_under_active),
         T(test_error_message),
