@@ -41,6 +41,7 @@ struct config {
 
     int stats_default_limit;
     int stats_max_limit;
+    int stats_cache_ms; /* 0: no shared /stats/ cache */
 
     int test_enabled;
     char test_token[256];

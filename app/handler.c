@@ -25,6 +25,7 @@
 #include "reply.h"
 #include "route.h"
 #include "run.h"
+#include "statcache.h"
 
 /* Largest offset accepted by /stats/: 2^53 - 1, the largest integer every
  * JSON client reads exactly. */
@@ -203,10 +204,17 @@ static void serve_stats(const struct handler_ctx *ctx, struct request *r)
     struct store_page page;
     struct jsonbuf jb;
     char storage[16384];
+    int64_t now;
 
     if (query_number(r, "limit", 1, (unsigned long long)ctx->cfg->stats_max_limit,
                      (unsigned long long)ctx->cfg->stats_default_limit, &limit) != 0 ||
         query_number(r, "offset", 0, STATS_OFFSET_MAX, 0, &offset) != 0) {
+        return;
+    }
+    jsonbuf_init(&jb, storage, sizeof(storage));
+    now = clock_mono_ms();
+    if (statcache_get(ctx->sc, (long long)offset, (long long)limit, now, &jb)) {
+        serve_buf(r, 200, NULL, &jb);
         return;
     }
     if (store_page(ctx->st, (long long)offset, (long long)limit, &page) != 0) {
@@ -216,7 +224,6 @@ static void serve_stats(const struct handler_ctx *ctx, struct request *r)
     }
     /* Written directly (jsonbuf.c): a page of 100 entries through jansson
      * cost more than the Redis round trip. */
-    jsonbuf_init(&jb, storage, sizeof(storage));
     jsonbuf_lit(&jb, "{\"total_requests\":");
     jsonbuf_int(&jb, page.total);
     jsonbuf_lit(&jb, ",\"unique_urls\":");
@@ -250,6 +257,9 @@ static void serve_stats(const struct handler_ctx *ctx, struct request *r)
     jsonbuf_int(&jb, page.dropped);
     jsonbuf_lit(&jb, "}\n");
     store_page_free(&page);
+    if (!jsonbuf_failed(&jb)) {
+        statcache_put(ctx->sc, (long long)offset, (long long)limit, now, jb.data, jb.len);
+    }
     serve_buf(r, 200, NULL, &jb);
 }
 

@@ -10,10 +10,13 @@
 #include "store.h"
 
 /* What a worker lends the handlers; all borrowed. */
+struct statcache;
+
 struct handler_ctx {
     const struct config *cfg;
     struct store *st;
     struct hitbuf *hb;
+    struct statcache *sc; /* shared /stats/ answers; NULL: none */
 };
 
 /* Answer the request read by FCGX_Accept_r(): compute the canonical path

@@ -35,7 +35,13 @@
 #include "listener.h"
 #include "log.h"
 #include "runner.h"
+#include "statcache.h"
 #include "worker.h"
+
+/* The /stats/ cache: pages of up to 1 MiB (limit 10000 with paths of
+ * ~60 bytes); the mapping is reserved, and pages are committed as used. */
+#define STATCACHE_SLOTS      8
+#define STATCACHE_SLOT_BYTES ((size_t)1 << 20)
 
 #define RESPAWN_QUICK_MS 2000
 #define RESPAWN_MIN_MS   100
@@ -67,7 +73,8 @@ struct child {
 struct master {
     const struct config *cfg;
     int listen_fd;
-    int *load; /* shared with the workers: connections per worker, see worker.h */
+    int *load;            /* shared with the workers: connections per worker, see worker.h */
+    struct statcache *sc; /* shared with the workers: /stats/ answers */
     struct child *children;
     int nchildren;
     sigset_t waitmask;
@@ -103,7 +110,7 @@ static void child_main(struct master *m, struct child *c, pid_t master_pid)
 
     if (c->role == ROLE_WORKER) {
         log_init("worker", m->cfg->log_level);
-        status = worker_run(m->cfg, m->listen_fd, c->index, m->load);
+        status = worker_run(m->cfg, m->listen_fd, c->index, m->load, m->sc);
     } else {
         /* The runner is a client: it must not hold the listen socket. */
         close(m->listen_fd);
@@ -333,10 +340,19 @@ int master_run(const struct config *cfg)
     for (int i = 0; i < nworkers; i++) {
         m.load[i] = -1;
     }
+    if (cfg->stats_cache_ms > 0) {
+        m.sc = statcache_new(cfg->stats_cache_ms, STATCACHE_SLOTS, STATCACHE_SLOT_BYTES);
+        if (m.sc == NULL) {
+            /* Answers stay correct without it, only every one reads Redis. */
+            log_warn("/stats/ cache unavailable (%s): every /stats/ request reads Redis",
+                     strerror(errno));
+        }
+    }
     m.nchildren = nworkers + (cfg->test_enabled ? 1 : 0);
     m.children = calloc((size_t)m.nchildren, sizeof(*m.children));
     if (m.children == NULL) {
         log_error("out of memory");
+        statcache_free(m.sc);
         munmap(m.load, (size_t)nworkers * sizeof(*m.load));
         close(m.listen_fd);
         listener_unlink(cfg);
@@ -397,6 +413,7 @@ int master_run(const struct config *cfg)
         close(m.listen_fd);
     }
     free(m.children);
+    statcache_free(m.sc);
     munmap(m.load, (size_t)nworkers * sizeof(*m.load));
     log_info("stopped");
     return status;

@@ -434,7 +434,7 @@ static void shutdown_worker(struct worker *w)
 }
 
 static int worker_init(struct worker *w, const struct config *cfg, int listen_fd, int index,
-                       int *load)
+                       int *load, struct statcache *sc)
 {
     struct sigaction sa;
     sigset_t block;
@@ -487,6 +487,7 @@ static int worker_init(struct worker *w, const struct config *cfg, int listen_fd
     w->ctx.cfg = cfg;
     w->ctx.st = w->st;
     w->ctx.hb = w->hb;
+    w->ctx.sc = sc;
     return 0;
 }
 
@@ -501,12 +502,12 @@ static void worker_cleanup(struct worker *w)
     }
 }
 
-int worker_run(const struct config *cfg, int listen_fd, int index, int *load)
+int worker_run(const struct config *cfg, int listen_fd, int index, int *load, struct statcache *sc)
 {
     struct worker w;
     int status = 0;
 
-    if (worker_init(&w, cfg, listen_fd, index, load) != 0) {
+    if (worker_init(&w, cfg, listen_fd, index, load, sc) != 0) {
         worker_cleanup(&w);
         return CONFIG_EXIT_FATAL;
     }

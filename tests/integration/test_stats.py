@@ -1,6 +1,10 @@
 """API.md 3: GET /stats/ -- the report, its order, pagination and limits."""
 
+import json
+import re
+import threading
 import urllib.parse
+import urllib.request
 
 from corehelp import CoreMixin, query_of, token
 from support import StackTestCase
@@ -227,3 +231,75 @@ class StatsPagination(CoreMixin, StackTestCase):
         counts = {u["url"]: u["count"] for u in whole["urls"]}
         for p, n in want.items():
             self.assertEqual(counts.get(p), n, p)
+
+
+class StatsCache(StackTestCase):
+    """STATS_CACHE_MS (default 25): all workers answer a page from one Redis
+    read for that long; a client reading again and again never sees a count
+    go back. Visibility within 100 ms, through the cache, is
+    test_counting's test_visible_within_100ms."""
+
+    THREADS, EACH = 8, 50
+    PAGE = "/stats/?limit=7"
+
+    def zrevrange_calls(self):
+        info = self.require_stack().redis_cmd("INFO", "commandstats")
+        m = re.search(r"^cmdstat_zrevrange:calls=(\d+),", info, re.M)
+        return int(m.group(1)) if m else 0
+
+    def hammer(self):
+        """THREADS clients, EACH sequential reads of PAGE each, while hits
+        arrive; returns each client's bodies in order and the number of
+        ZREVRANGE calls Redis executed meanwhile."""
+        st = self.require_stack()
+        st.redis_cmd("CONFIG", "RESETSTAT")
+        results = [[] for _ in range(self.THREADS)]
+        errors = []
+
+        def client(i):
+            try:
+                for _ in range(self.EACH):
+                    with urllib.request.urlopen(self.base_url + self.PAGE, timeout=10) as r:
+                        results[i].append(json.loads(r.read()))
+                    with urllib.request.urlopen(self.base_url + "/api/cache-%d/" % i,
+                                                timeout=10) as r:
+                        r.read()
+            except Exception as e:  # reported below, in the test's thread
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(self.THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(errors, [])
+        self.assertEqual([len(r) for r in results], [self.EACH] * self.THREADS)
+        return results, self.zrevrange_calls()
+
+    def check_never_back(self, results):
+        for bodies in results:
+            totals = [b["total_requests"] for b in bodies]
+            self.assertEqual(totals, sorted(totals), "a client saw total_requests go back")
+            for b in bodies:
+                self.assertEqual((b["offset"], b["limit"]), (0, 7))
+
+    def test_one_read_serves_many(self):
+        results, calls = self.hammer()
+        self.check_never_back(results)
+        n = self.THREADS * self.EACH
+        # Reads began at most once per 25 ms per worker that missed; 400
+        # requests take well over 25 ms, so some did read, and far fewer
+        # than 400 (with STATS_CACHE_MS=0: exactly 400, below).
+        self.assertGreater(calls, 0)
+        self.assertLess(calls, n // 4, "ZREVRANGE calls for %d /stats/ requests" % n)
+
+
+class StatsNoCache(StatsCache):
+    """STATS_CACHE_MS=0: every /stats/ request reads Redis."""
+
+    app_env = {"STATS_CACHE_MS": "0"}
+
+    def test_one_read_serves_many(self):
+        results, calls = self.hammer()
+        self.check_never_back(results)
+        self.assertEqual(calls, self.THREADS * self.EACH)

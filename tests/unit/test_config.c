@@ -22,35 +22,21 @@
 
 /* The variables the service documents (README, config.c's table). */
 static const char *const known[] = {
-    "FCGI_LISTEN",
-    "FCGI_BACKLOG",
-    "FCGI_SOCKET_MODE",
-    "WORKERS",
-    "WORKER_CONNECTIONS",
-    "REDIS_HOST",
-    "REDIS_PORT",
-    "REDIS_PASSWORD",
-    "REDIS_PREFIX",
-    "REDIS_CONNECT_TIMEOUT_MS",
-    "REDIS_TIMEOUT_MS",
-    "REDIS_BACKOFF_MAX_MS",
-    "FLUSH_INTERVAL_MS",
-    "FLUSH_BATCH_PATHS",
-    "HIT_BUFFER_BYTES",
-    "STATS_DEFAULT_LIMIT",
-    "STATS_MAX_LIMIT",
-    "TEST_ENABLED",
-    "TEST_TOKEN",
-    "TEST_TARGET_URL",
-    "TEST_TARGET_SOCKET",
-    "TEST_MAX_REQUESTS",
-    "TEST_MAX_ACTIVE",
-    "TEST_CONCURRENCY",
-    "TEST_REQUEST_TIMEOUT_MS",
-    "TEST_RUN_RETENTION_S",
-    "TEST_RUNS_KEPT",
-    "SHUTDOWN_TIMEOUT_MS",
-    "LOG_LEVEL",
+    "FCGI_LISTEN",          "FCGI_BACKLOG",
+    "FCGI_SOCKET_MODE",     "WORKERS",
+    "WORKER_CONNECTIONS",   "REDIS_HOST",
+    "REDIS_PORT",           "REDIS_PASSWORD",
+    "REDIS_PREFIX",         "REDIS_CONNECT_TIMEOUT_MS",
+    "REDIS_TIMEOUT_MS",     "REDIS_BACKOFF_MAX_MS",
+    "FLUSH_INTERVAL_MS",    "FLUSH_BATCH_PATHS",
+    "HIT_BUFFER_BYTES",     "STATS_DEFAULT_LIMIT",
+    "STATS_MAX_LIMIT",      "STATS_CACHE_MS",
+    "TEST_ENABLED",         "TEST_TOKEN",
+    "TEST_TARGET_URL",      "TEST_TARGET_SOCKET",
+    "TEST_MAX_REQUESTS",    "TEST_MAX_ACTIVE",
+    "TEST_CONCURRENCY",     "TEST_REQUEST_TIMEOUT_MS",
+    "TEST_RUN_RETENTION_S", "TEST_RUNS_KEPT",
+    "SHUTDOWN_TIMEOUT_MS",  "LOG_LEVEL",
 };
 
 #define NKNOWN (sizeof(known) / sizeof(known[0]))
@@ -232,11 +218,12 @@ static const struct numeric numerics[] = {
     {"REDIS_CONNECT_TIMEOUT_MS", 10, 10000, INT_FIELD(redis_connect_timeout_ms), NULL},
     {"REDIS_TIMEOUT_MS", 10, 60000, INT_FIELD(redis_timeout_ms), NULL},
     {"REDIS_BACKOFF_MAX_MS", 10, 60000, INT_FIELD(redis_backoff_max_ms), NULL},
-    {"FLUSH_INTERVAL_MS", 1, 90, INT_FIELD(flush_interval_ms), NULL},
+    {"FLUSH_INTERVAL_MS", 1, 90, INT_FIELD(flush_interval_ms), "STATS_CACHE_MS=0"},
     {"FLUSH_BATCH_PATHS", 1, 10000, INT_FIELD(flush_batch_paths), NULL},
     {"HIT_BUFFER_BYTES", 65536, 1073741824, LL_FIELD(hit_buffer_bytes), NULL},
     {"STATS_DEFAULT_LIMIT", 1, 100000, INT_FIELD(stats_default_limit), "STATS_MAX_LIMIT=100000"},
     {"STATS_MAX_LIMIT", 1, 100000, INT_FIELD(stats_max_limit), "STATS_DEFAULT_LIMIT=1"},
+    {"STATS_CACHE_MS", 0, 89, INT_FIELD(stats_cache_ms), "FLUSH_INTERVAL_MS=1"},
     {"TEST_MAX_REQUESTS", 1, 10000000, LL_FIELD(test_max_requests), NULL},
     {"TEST_MAX_ACTIVE", 1, 100, INT_FIELD(test_max_active), "TEST_RUNS_KEPT=10000"},
     {"TEST_CONCURRENCY", 1, 256, INT_FIELD(test_concurrency), NULL},
@@ -631,6 +618,29 @@ static void test_runs_kept_under_active(void **state)
     assert_int_equal(load(&cfg, err, sizeof(err)), 0);
 }
 
+/* API.md 1: a hit's wait in its worker plus a cached page's age leave 10 of
+ * the 100 ms for the write. */
+static void test_cache_plus_flush_bounded(void **state)
+{
+    struct config cfg;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(load(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg.stats_cache_ms + cfg.flush_interval_ms, 35); /* defaults 25 + 10 */
+    assert_int_equal(setenv("STATS_CACHE_MS", "81", 1), 0);
+    assert_int_equal(load(&cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "STATS_CACHE_MS=81"));
+    assert_non_null(strstr(err, "FLUSH_INTERVAL_MS=10"));
+    assert_int_equal(setenv("STATS_CACHE_MS", "80", 1), 0);
+    assert_int_equal(load(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(setenv("FLUSH_INTERVAL_MS", "11", 1), 0);
+    assert_int_equal(load(&cfg, err, sizeof(err)), -1);
+    assert_int_equal(setenv("STATS_CACHE_MS", "0", 1), 0);
+    assert_int_equal(setenv("FLUSH_INTERVAL_MS", "90", 1), 0);
+    assert_int_equal(load(&cfg, err, sizeof(err)), 0);
+}
+
 /* The first bad variable is reported, and the message fits a short
  * buffer without overflowing it. */
 static void test_error_message(void **state)
@@ -700,6 +710,7 @@ int main(void)
         T(test_target_socket),
         T(test_default_limit_over_max),
         T(test_runs_kept_under_active),
+        T(test_cache_plus_flush_bounded),
         T(test_error_message),
         T(test_error_one_line),
     };

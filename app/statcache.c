@@ -1,0 +1,165 @@
+/* statcache.c -- /stats/ answers shared by all workers for a few ms
+ *
+ * Why: the report's cost is a Redis round trip, and Redis is one thread
+ * that also takes every worker's counting batches. Dashboards, retries and
+ * floods asking for the same page at once are answered from one read per
+ * page per STATS_CACHE_MS, however many workers and requests there are.
+ * Requests are still counted (the cache is behind the counting, unlike an
+ * HTTP cache in nginx, which would also answer in whole seconds).
+ *
+ * The mapping is shared (MAP_SHARED | MAP_ANONYMOUS, made before the
+ * fork), guarded by one process-shared robust mutex held only to copy a
+ * body in or out. A worker killed while holding it leaves the slots maybe
+ * half written: the next process to lock gets EOWNERDEAD and empties the
+ * cache before it goes on. The mutex is the first member of struct
+ * statcache (test_statcache.c locks it through the cache pointer). Layout: the header, nslots slot
+ * records, then nslots bodies of slot_bytes each.
+ */
+
+#include "statcache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+
+struct slot {
+    long long offset, limit;
+    int64_t fetched_ms; /* when the Redis read behind the body began */
+    size_t len;
+    int used;
+};
+
+struct statcache {
+    pthread_mutex_t lock;
+    int ttl_ms;
+    int nslots;
+    size_t slot_bytes;
+    size_t map_bytes;
+    struct slot slots[];
+};
+
+static char *body_of(struct statcache *sc, int i)
+{
+    return (char *)&sc->slots[sc->nslots] + (size_t)i * sc->slot_bytes;
+}
+
+struct statcache *statcache_new(int ttl_ms, int nslots, size_t slot_bytes)
+{
+    size_t bytes = sizeof(struct statcache) + (size_t)nslots * (sizeof(struct slot) + slot_bytes);
+    pthread_mutexattr_t attr;
+    struct statcache *sc;
+    int ok;
+
+    if (ttl_ms <= 0 || nslots <= 0 || slot_bytes == 0) {
+        return NULL;
+    }
+    sc = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sc == MAP_FAILED) {
+        return NULL;
+    }
+    /* The mapping starts zeroed: every slot unused. */
+    sc->ttl_ms = ttl_ms;
+    sc->nslots = nslots;
+    sc->slot_bytes = slot_bytes;
+    sc->map_bytes = bytes;
+    ok = pthread_mutexattr_init(&attr) == 0;
+    ok = ok && pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED) == 0 &&
+         pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST) == 0 &&
+         pthread_mutex_init(&sc->lock, &attr) == 0;
+    pthread_mutexattr_destroy(&attr);
+    if (!ok) {
+        munmap(sc, bytes);
+        return NULL;
+    }
+    return sc;
+}
+
+void statcache_free(struct statcache *sc)
+{
+    if (sc != NULL) {
+        pthread_mutex_destroy(&sc->lock);
+        munmap(sc, sc->map_bytes);
+    }
+}
+
+static int cache_lock(struct statcache *sc)
+{
+    int rc = pthread_mutex_lock(&sc->lock);
+
+    if (rc == EOWNERDEAD) {
+        /* Its holder died, maybe in the middle of a copy. */
+        for (int i = 0; i < sc->nslots; i++) {
+            sc->slots[i].used = 0;
+        }
+        pthread_mutex_consistent(&sc->lock);
+        return 0;
+    }
+    return rc == 0 ? 0 : -1;
+}
+
+static int find(const struct statcache *sc, long long offset, long long limit)
+{
+    for (int i = 0; i < sc->nslots; i++) {
+        const struct slot *s = &sc->slots[i];
+        if (s->used && s->offset == offset && s->limit == limit) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+int statcache_get(struct statcache *sc, long long offset, long long limit, int64_t now_ms,
+                  struct jsonbuf *jb)
+{
+    int i, hit = 0;
+
+    if (sc == NULL || cache_lock(sc) != 0) {
+        return 0;
+    }
+    i = find(sc, offset, limit);
+    if (i >= 0 && now_ms - sc->slots[i].fetched_ms < sc->ttl_ms) {
+        jsonbuf_raw(jb, body_of(sc, i), sc->slots[i].len);
+        hit = 1;
+    }
+    pthread_mutex_unlock(&sc->lock);
+    return hit;
+}
+
+void statcache_put(struct statcache *sc, long long offset, long long limit, int64_t fetched_ms,
+                   const char *body, size_t len)
+{
+    struct slot *s;
+    int i;
+
+    if (sc == NULL || len > sc->slot_bytes || cache_lock(sc) != 0) {
+        return;
+    }
+    i = find(sc, offset, limit);
+    if (i >= 0 && sc->slots[i].fetched_ms >= fetched_ms) {
+        /* A read that began later is already here. */
+        pthread_mutex_unlock(&sc->lock);
+        return;
+    }
+    if (i < 0) {
+        /* A free slot, else the one read longest ago. */
+        i = 0;
+        for (int j = 0; j < sc->nslots; j++) {
+            if (!sc->slots[j].used) {
+                i = j;
+                break;
+            }
+            if (sc->slots[j].fetched_ms < sc->slots[i].fetched_ms) {
+                i = j;
+            }
+        }
+    }
+    s = &sc->slots[i];
+    memcpy(body_of(sc, i), body, len);
+    s->offset = offset;
+    s->limit = limit;
+    s->fetched_ms = fetched_ms;
+    s->len = len;
+    s->used = 1;
+    pthread_mutex_unlock(&sc->lock);
+}
