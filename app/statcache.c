@@ -11,7 +11,10 @@
  * fork), guarded by one process-shared robust mutex held only to copy a
  * body in or out. A worker killed while holding it leaves the slots maybe
  * half written: the next process to lock gets EOWNERDEAD and empties the
- * cache before it goes on. The mutex is the first member of struct
+ * cache before it goes on. A holder that stops without dying (SIGSTOP,
+ * a debugger) cannot stall the others: they wait at most LOCK_WAIT_MS for
+ * the lock and then read Redis as if the page were not cached. The mutex
+ * is the first member of struct
  * statcache (test_statcache.c locks it through the cache pointer). Layout: the header, nslots slot
  * records, then nslots bodies of slot_bytes each.
  */
@@ -22,6 +25,9 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
+
+#define LOCK_WAIT_MS 50
 
 struct slot {
     long long offset, limit;
@@ -85,7 +91,16 @@ void statcache_free(struct statcache *sc)
 
 static int cache_lock(struct statcache *sc)
 {
-    int rc = pthread_mutex_lock(&sc->lock);
+    struct timespec until;
+    int rc;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += LOCK_WAIT_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    rc = pthread_mutex_clocklock(&sc->lock, CLOCK_MONOTONIC, &until);
 
     if (rc == EOWNERDEAD) {
         /* Its holder died, maybe in the middle of a copy. */
@@ -95,7 +110,7 @@ static int cache_lock(struct statcache *sc)
         pthread_mutex_consistent(&sc->lock);
         return 0;
     }
-    return rc == 0 ? 0 : -1;
+    return rc == 0 ? 0 : -1; /* ETIMEDOUT: go without the cache */
 }
 
 static int find(const struct statcache *sc, long long offset, long long limit)

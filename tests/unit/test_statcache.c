@@ -5,7 +5,8 @@
  * bodies larger than a slot are not kept; the slot read longest ago is the
  * one replaced; what one process puts another (forked) one gets; and a
  * process that dies holding the lock leaves an empty, working cache, not a
- * deadlock. That last test locks the mutex directly: it is the first
+ * deadlock, and one that holds it without dying only makes the others miss
+ * after a bounded wait. That last test locks the mutex directly: it is the first
  * member of struct statcache, so the cache pointer is a pointer to it.
  */
 
@@ -17,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -204,6 +207,54 @@ static void test_holder_died(void **state)
     statcache_free(sc);
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void test_holder_stuck(void **state)
+{
+    struct statcache *sc = statcache_new(TTL, 4, 1024);
+    char out[64];
+    int pipefd[2], status;
+    int64_t t0, waited;
+    pid_t pid;
+    char c;
+
+    (void)state;
+    put(sc, 0, 100, 1000, "cached");
+    assert_int_equal(pipe(pipefd), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* Takes the lock and keeps it, as a stopped worker would. */
+        int rc = pthread_mutex_lock((pthread_mutex_t *)(void *)sc);
+        (void)!write(pipefd[1], rc == 0 ? "y" : "n", 1);
+        pause();
+        _exit(0);
+    }
+    assert_int_equal(read(pipefd[0], &c, 1), 1);
+    assert_int_equal(c, 'y');
+    t0 = mono_ms();
+    assert_int_equal(get(sc, 0, 100, 1001, out, sizeof(out)), 0); /* a miss, not a hang */
+    put(sc, 0, 100, 1002, "skipped");
+    waited = mono_ms() - t0;
+    assert_true(waited >= 2 * 45 && waited < 2000);
+    /* Once it is gone, the cache works again (emptied: EOWNERDEAD). */
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(get(sc, 0, 100, 1003, out, sizeof(out)), 0);
+    put(sc, 0, 100, 1004, "again");
+    assert_int_equal(get(sc, 0, 100, 1005, out, sizeof(out)), 1);
+    assert_string_equal(out, "again");
+    close(pipefd[0]);
+    close(pipefd[1]);
+    statcache_free(sc);
+}
+
 #define T(f) cmocka_unit_test(f)
 
 int main(void)
@@ -211,7 +262,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_disabled),           T(test_ttl_and_key),     T(test_never_back_in_time),
         T(test_too_large_not_kept), T(test_replaces_oldest), T(test_large_body),
-        T(test_shared_across_fork), T(test_holder_died),
+        T(test_shared_across_fork), T(test_holder_died),     T(test_holder_stuck),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
