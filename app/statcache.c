@@ -14,9 +14,9 @@
  * cache before it goes on. A holder that stops without dying (SIGSTOP,
  * a debugger) cannot stall the others: they wait at most LOCK_WAIT_MS for
  * the lock and then read Redis as if the page were not cached. The mutex
- * is the first member of struct
- * statcache (test_statcache.c locks it through the cache pointer). Layout: the header, nslots slot
- * records, then nslots bodies of slot_bytes each.
+ * is the first member of struct statcache (test_statcache.c locks it
+ * through the cache pointer). Layout: the header, nslots slot records,
+ * then nslots bodies of slot_bytes each.
  */
 
 #include "statcache.h"
@@ -26,6 +26,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+
+#include "clock.h"
 
 #define LOCK_WAIT_MS 50
 
@@ -91,16 +93,9 @@ void statcache_free(struct statcache *sc)
 
 static int cache_lock(struct statcache *sc)
 {
-    struct timespec until;
-    int rc;
-
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += LOCK_WAIT_MS * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    rc = pthread_mutex_clocklock(&sc->lock, CLOCK_MONOTONIC, &until);
+    int64_t until_ms = clock_mono_ms() + LOCK_WAIT_MS;
+    struct timespec until = {.tv_sec = until_ms / 1000, .tv_nsec = (until_ms % 1000) * 1000000L};
+    int rc = pthread_mutex_clocklock(&sc->lock, CLOCK_MONOTONIC, &until);
 
     if (rc == EOWNERDEAD) {
         /* Its holder died, maybe in the middle of a copy. */

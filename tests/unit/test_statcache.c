@@ -20,11 +20,11 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "clock.h"
 #include "statcache.h"
 
 #define TTL 25
@@ -207,14 +207,6 @@ static void test_holder_died(void **state)
     statcache_free(sc);
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void test_holder_stuck(void **state)
 {
     struct statcache *sc = statcache_new(TTL, 4, 1024);
@@ -238,10 +230,10 @@ static void test_holder_stuck(void **state)
     }
     assert_int_equal(read(pipefd[0], &c, 1), 1);
     assert_int_equal(c, 'y');
-    t0 = mono_ms();
+    t0 = clock_mono_ms();
     assert_int_equal(get(sc, 0, 100, 1001, out, sizeof(out)), 0); /* a miss, not a hang */
     put(sc, 0, 100, 1002, "skipped");
-    waited = mono_ms() - t0;
+    waited = clock_mono_ms() - t0;
     assert_true(waited >= 2 * 45 && waited < 2000);
     /* Once it is gone, the cache works again (emptied: EOWNERDEAD). */
     assert_int_equal(kill(pid, SIGKILL), 0);
