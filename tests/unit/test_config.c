@@ -124,6 +124,22 @@ static void expect_bad(const char *name, const char *value)
     }
 }
 
+/* name takes a value of max bytes (lead, then fill) and refuses one of
+ * max + 1; cfg holds the configuration loaded with the longest. */
+static void expect_max_len(const char *name, char lead, char fill, size_t max, struct config *cfg)
+{
+    char s[512];
+
+    assert_true(max + 2 <= sizeof(s));
+    memset(s, fill, max + 1);
+    s[0] = lead;
+    s[max] = '\0';
+    expect_ok(name, s, cfg);
+    s[max] = fill;
+    s[max + 1] = '\0';
+    expect_bad(name, s);
+}
+
 /* config_print() lists exactly the documented variables, in table order:
  * a variable added to config.c must be added here and to the README. */
 static void test_names_match(void **state)
@@ -371,7 +387,6 @@ static void test_bool_and_level(void **state)
 static void test_strings(void **state)
 {
     struct config cfg;
-    char s[300];
 
     (void)state;
     expect_ok("REDIS_HOST", "redis", &cfg);
@@ -379,20 +394,11 @@ static void test_strings(void **state)
     expect_bad("REDIS_HOST", "");
     expect_bad("REDIS_HOST", "red is");
     expect_bad("REDIS_HOST", "redis\n");
-    memset(s, 'h', sizeof(s));
-    s[255] = '\0';
-    expect_ok("REDIS_HOST", s, &cfg);
-    s[255] = 'h';
-    s[256] = '\0';
-    expect_bad("REDIS_HOST", s);
+    expect_max_len("REDIS_HOST", 'h', 'h', 255, &cfg);
+    assert_int_equal(strlen(cfg.redis_host), 255);
 
-    memset(s, 'p', sizeof(s));
-    s[64] = '\0';
-    expect_ok("REDIS_PREFIX", s, &cfg);
+    expect_max_len("REDIS_PREFIX", 'p', 'p', 64, &cfg);
     assert_int_equal(strlen(cfg.redis_prefix), 64);
-    s[64] = 'p';
-    s[65] = '\0';
-    expect_bad("REDIS_PREFIX", s);
     expect_bad("REDIS_PREFIX", "");
     expect_bad("REDIS_PREFIX", "a b:");
     expect_bad("REDIS_PREFIX", "caf\xc3\xa9:");
@@ -559,7 +565,6 @@ static void test_target_socket(void **state)
         "relative/http.sock",   "./http.sock",    "unix:/run/http.sock",
         "/run/with space.sock", "/run/\x01.sock",
     };
-    char longest[109];
     struct config cfg;
 
     (void)state;
@@ -568,14 +573,8 @@ static void test_target_socket(void **state)
     expect_ok("TEST_TARGET_SOCKET", "/run/reqstats/http.sock", &cfg);
     assert_string_equal(cfg.test_target_socket, "/run/reqstats/http.sock");
     /* sun_path holds 108 bytes with the NUL: 107 fit, 108 do not. */
-    memset(longest, 'a', sizeof(longest));
-    longest[0] = '/';
-    longest[107] = '\0';
-    expect_ok("TEST_TARGET_SOCKET", longest, &cfg);
+    expect_max_len("TEST_TARGET_SOCKET", '/', 'a', 107, &cfg);
     assert_int_equal(strlen(cfg.test_target_socket), 107);
-    longest[107] = 'a';
-    longest[108] = '\0';
-    expect_bad("TEST_TARGET_SOCKET", longest);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         expect_bad("TEST_TARGET_SOCKET", bad[i]);
     }
