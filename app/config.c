@@ -29,6 +29,7 @@ enum kind {
     K_LISTEN, /* unix:/path, /path or host:port */
     K_URL,    /* http:// or https:// base URL */
     K_SOCKET, /* empty, or an absolute unix socket path */
+    K_SEEDS,  /* empty, or host:port[,host:port...] (IPv6 as [addr]:port) */
     K_LEVEL   /* debug, info, warn, error */
 };
 
@@ -64,6 +65,11 @@ static const struct var vars[] = {
      "Redis AUTH password (empty: no AUTH)"},
     {"REDIS_PREFIX", K_PREFIX, "reqstats:", 1, 64, F(redis_prefix),
      "prefix of every Redis key the service uses"},
+    {"REDIS_CLUSTER", K_SEEDS, "", 0, 1023, F(redis_cluster),
+     "Redis Cluster seed nodes host:port[,host:port...] (IPv6 as [addr]:port); set: cluster "
+     "mode, REDIS_HOST and REDIS_PORT unused"},
+    {"REDIS_SHARDS", K_INT, "24", 1, 256, F(redis_shards),
+     "cluster mode: shards the counts are spread over; fixed when the dataset is created"},
     {"REDIS_CONNECT_TIMEOUT_MS", K_INT, "250", 10, 10000, F(redis_connect_timeout_ms),
      "Redis connect timeout"},
     {"REDIS_TIMEOUT_MS", K_INT, "500", 10, 60000, F(redis_timeout_ms),
@@ -205,6 +211,47 @@ static int set_listen(struct config *cfg, const char *val)
     return 0;
 }
 
+/* REDIS_CLUSTER: up to CONFIG_SEEDS_MAX comma-separated host:port. A
+ * host with a ':' must be bracketed ([::1]:7000); no empty element. */
+static int set_seeds(struct config *cfg, const char *val)
+{
+    size_t len = strlen(val);
+    const char *p = val;
+
+    cfg->redis_nseeds = 0;
+    if (len >= sizeof(cfg->redis_cluster)) {
+        return -1;
+    }
+    memcpy(cfg->redis_cluster, val, len + 1);
+    while (len > 0) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        struct config_seed *seed;
+        char item[300];
+
+        if (n == 0 || n >= sizeof(item) || cfg->redis_nseeds == CONFIG_SEEDS_MAX) {
+            return -1;
+        }
+        memcpy(item, p, n);
+        item[n] = '\0';
+        seed = &cfg->redis_seeds[cfg->redis_nseeds];
+        if (split_hostport(item, seed->host, sizeof(seed->host), &seed->port) != 0 ||
+            strpbrk(seed->host, "[]") != NULL ||
+            (item[0] != '[' && strchr(seed->host, ':') != NULL)) {
+            return -1;
+        }
+        cfg->redis_nseeds++;
+        if (comma == NULL) {
+            break;
+        }
+        p = comma + 1;
+        if (*p == '\0') {
+            return -1; /* a trailing comma */
+        }
+    }
+    return 0;
+}
+
 static int set_url(char *field, size_t size, const char *val)
 {
     size_t len = strlen(val);
@@ -274,6 +321,8 @@ static int set_var(struct config *cfg, const struct var *v, const char *val)
         return printable(val, 0) ? set_listen(cfg, val) : -1;
     case K_URL:
         return printable(val, 0) ? set_url(field, v->size, val) : -1;
+    case K_SEEDS:
+        return printable(val, 0) ? set_seeds(cfg, val) : -1;
     case K_SOCKET:
         /* Empty, or absolute: a relative path would depend on the cwd. */
         return printable(val, 0) && (*val == '\0' || *val == '/') ? copy_str(v, field, val) : -1;
@@ -325,6 +374,12 @@ static void describe_bounds(const struct var *v, char *buf, size_t len)
     case K_SOCKET:
         snprintf(buf, len, "empty or an absolute path of at most %lld bytes", v->max);
         break;
+    case K_SEEDS:
+        snprintf(buf, len,
+                 "empty, or 1 to %d comma-separated host:port ([addr]:port for IPv6), at most "
+                 "%lld bytes",
+                 CONFIG_SEEDS_MAX, v->max);
+        break;
     case K_LEVEL:
         snprintf(buf, len, "one of debug, info, warn, error");
         break;
@@ -367,6 +422,13 @@ int config_load(struct config *cfg, char *err, size_t errlen)
                  "invalid STATS_CACHE_MS=%d: with FLUSH_INTERVAL_MS=%d over %d ms, a hit could "
                  "take more than 100 ms to show in /stats/",
                  cfg->stats_cache_ms, cfg->flush_interval_ms, VISIBLE_BUDGET_MS);
+        return -1;
+    }
+    if (cfg->redis_nseeds > 0 && strpbrk(cfg->redis_prefix, "{}") != NULL) {
+        snprintf(err, errlen,
+                 "invalid REDIS_PREFIX=\"%s\": with REDIS_CLUSTER it must not contain '{' or '}' "
+                 "(a hash tag in the prefix would put every key in one slot)",
+                 cfg->redis_prefix);
         return -1;
     }
     if (cfg->test_runs_kept < cfg->test_max_active) {

@@ -12,6 +12,14 @@
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
+/* Seed nodes REDIS_CLUSTER may name at most. */
+#define CONFIG_SEEDS_MAX 16
+
+struct config_seed {
+    char host[256];
+    int port;
+};
+
 /* The effective configuration. Filled once by config_load() and then only
  * read: every module receives it as `const struct config *`. Strings point
  * into the struct's own storage. */
@@ -31,6 +39,10 @@ struct config {
     int redis_port;
     char redis_password[256];
     char redis_prefix[65];
+    char redis_cluster[1024]; /* empty: standalone */
+    int redis_nseeds;         /* REDIS_CLUSTER parsed; 0: standalone */
+    struct config_seed redis_seeds[CONFIG_SEEDS_MAX];
+    int redis_shards;
     int redis_connect_timeout_ms;
     int redis_timeout_ms;
     int redis_backoff_max_ms;

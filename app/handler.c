@@ -201,7 +201,7 @@ static int query_number(struct request *r, const char *name, unsigned long long 
 static void serve_stats(const struct handler_ctx *ctx, struct request *r)
 {
     unsigned long long limit, offset;
-    struct store_page page;
+    struct counters_page page;
     struct jsonbuf jb;
     char storage[16384];
     int64_t now;
@@ -217,8 +217,8 @@ static void serve_stats(const struct handler_ctx *ctx, struct request *r)
         serve_buf(r, 200, NULL, &jb);
         return;
     }
-    if (store_page(ctx->st, (long long)offset, (long long)limit, &page) != 0) {
-        store_page_free(&page);
+    if (counters_page(ctx->ctr, (long long)offset, (long long)limit, &page) != 0) {
+        counters_page_free(&page);
         serve_redis_down(r);
         return;
     }
@@ -256,7 +256,7 @@ static void serve_stats(const struct handler_ctx *ctx, struct request *r)
     jsonbuf_lit(&jb, ",\"dropped_hits\":");
     jsonbuf_int(&jb, page.dropped);
     jsonbuf_lit(&jb, "}\n");
-    store_page_free(&page);
+    counters_page_free(&page);
     if (!jsonbuf_failed(&jb)) {
         statcache_put(ctx->sc, (long long)offset, (long long)limit, now, jb.data, jb.len);
     }
@@ -320,7 +320,7 @@ static void serve_test_start(const struct handler_ctx *ctx, struct request *r)
     run.requests = (long long)n;
     run.status = RUN_QUEUED;
     run.created_ms = clock_wall_ms();
-    rc = store_run_create(ctx->st, &run, ctx->cfg->test_max_active, ctx->cfg->test_runs_kept);
+    rc = runs_create(ctx->runs, &run, ctx->cfg->test_max_active, ctx->cfg->test_runs_kept);
     if (rc < 0) {
         serve_redis_down(r);
         return;
@@ -353,7 +353,7 @@ static void serve_run(const struct handler_ctx *ctx, struct request *r)
     }
     memcpy(id, r->route.arg, RUN_ID_LEN);
     id[RUN_ID_LEN] = '\0';
-    rc = store_run_get(ctx->st, id, &run);
+    rc = runs_get(ctx->runs, id, &run);
     if (rc < 0) {
         serve_redis_down(r);
     } else if (rc > 0) {
@@ -380,7 +380,7 @@ static void serve_run_list(const struct handler_ctx *ctx, struct request *r)
         serve_error(r, 500, "internal_error", "out of memory", NULL);
         return;
     }
-    if (store_run_list(ctx->st, limit, runs, &n) != 0) {
+    if (runs_list(ctx->runs, limit, runs, &n) != 0) {
         free(runs);
         serve_redis_down(r);
         return;

@@ -7,14 +7,16 @@
 
 #include "config.h"
 #include "hitbuf.h"
-#include "store.h"
+#include "counters.h"
+#include "runs.h"
 
 /* What a worker lends the handlers; all borrowed. */
 struct statcache;
 
 struct handler_ctx {
     const struct config *cfg;
-    struct store *st;
+    struct counters *ctr;
+    struct runs *runs;
     struct hitbuf *hb;
     struct statcache *sc; /* shared /stats/ answers; NULL: none */
 };

@@ -32,6 +32,8 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "cluster.h"
+#include "counters.h"
 #include "listener.h"
 #include "log.h"
 #include "runner.h"
@@ -313,6 +315,24 @@ static void shutdown_children(struct master *m)
     }
 }
 
+/* Log how the store is laid out and check the recorded shard layout.
+ * Returns -1 when the process must not start (a layout mismatch). */
+static int check_store(const struct config *cfg)
+{
+    struct cluster *cl = cluster_new(cfg);
+    struct counters *ctr = cl != NULL ? counters_new(cfg, cl) : NULL;
+    int rc = -1;
+
+    if (ctr == NULL) {
+        log_error("cannot initialise the Redis client (out of memory)");
+    } else {
+        rc = counters_startup(ctr) < 0 ? -1 : 0;
+    }
+    counters_free(ctr);
+    cluster_free(cl);
+    return rc;
+}
+
 int master_run(const struct config *cfg)
 {
     struct master m;
@@ -323,6 +343,9 @@ int master_run(const struct config *cfg)
 
     memset(&m, 0, sizeof(m));
     m.cfg = cfg;
+    if (check_store(cfg) != 0) {
+        return CONFIG_EXIT_FATAL;
+    }
     m.listen_fd = listener_open(cfg, err, sizeof(err));
     if (m.listen_fd < 0) {
         log_error("cannot listen: %s", err);

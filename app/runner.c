@@ -44,7 +44,7 @@
 #include "clock.h"
 #include "log.h"
 #include "run.h"
-#include "store.h"
+#include "runs.h"
 #include "urlgen.h"
 
 #define PROGRESS_MS  200
@@ -70,7 +70,8 @@ struct transfer {
 
 struct runner {
     const struct config *cfg;
-    struct store *st;
+    struct cluster *cl;
+    struct runs *runs;
     char owner[RUN_ID_LEN + 1];
     CURLM *multi;
     struct transfer *xfers;
@@ -386,7 +387,7 @@ static void collect(struct runner *rn, struct run *r)
 static void write_progress(struct runner *rn, struct run *r)
 {
     r->heartbeat_ms = clock_wall_ms();
-    if (store_run_progress(rn->st, r) != 0) {
+    if (runs_progress(rn->runs, r) != 0) {
         log_warn("run %s: progress not recorded (Redis unavailable)", r->id);
     }
 }
@@ -395,7 +396,7 @@ static void finish(struct runner *rn, struct run *r)
 {
     r->finished_ms = clock_wall_ms();
     for (int i = 0; i < FINISH_TRIES; i++) {
-        if (store_run_finish(rn->st, r, rn->owner, rn->cfg->test_run_retention_s) == 0) {
+        if (runs_finish(rn->runs, r, rn->owner, rn->cfg->test_run_retention_s) == 0) {
             log_info("run %s %s: %lld sent, %lld succeeded, %lld failed in %.3f s%s%s", r->id,
                      run_status_name(r->status), r->sent, r->succeeded, r->failed,
                      (double)(r->finished_ms - r->started_ms) / 1000.0, r->error[0] ? "; " : "",
@@ -485,9 +486,9 @@ fail:
 
 static void sweep(struct runner *rn)
 {
-    int n = store_run_sweep(rn->st, clock_wall_ms(), STALE_MS,
-                            "interrupted: its runner stopped (crash or restart)",
-                            rn->cfg->test_run_retention_s);
+    int n = runs_sweep(rn->runs, clock_wall_ms(), STALE_MS,
+                       "interrupted: its runner stopped (crash or restart)",
+                       rn->cfg->test_run_retention_s);
     if (n > 0) {
         log_warn("marked %d interrupted run%s failed", n, n == 1 ? "" : "s");
     }
@@ -520,8 +521,9 @@ int runner_run(const struct config *cfg)
         log_error("curl_global_init failed");
         return CONFIG_EXIT_FATAL;
     }
-    rn.st = store_new(cfg);
-    if (rn.st == NULL || run_id_new(rn.owner) != 0 || setup_transfers(&rn) != 0) {
+    rn.cl = cluster_new(cfg);
+    rn.runs = rn.cl != NULL ? runs_new(cfg, rn.cl) : NULL;
+    if (rn.runs == NULL || run_id_new(rn.owner) != 0 || setup_transfers(&rn) != 0) {
         log_error("runner initialisation failed");
         status = CONFIG_EXIT_FATAL;
         goto out;
@@ -539,7 +541,7 @@ int runner_run(const struct config *cfg)
             sweep(&rn);
             last_sweep = now;
         }
-        rc = store_run_claim(rn.st, rn.owner, clock_wall_ms(), &r);
+        rc = runs_claim(rn.runs, rn.owner, clock_wall_ms(), &r);
         if (rc == 0) {
             execute(&rn, &r);
         } else {
@@ -550,7 +552,8 @@ int runner_run(const struct config *cfg)
 
 out:
     free_transfers(&rn);
-    store_free(rn.st);
+    runs_free(rn.runs);
+    cluster_free(rn.cl);
     curl_global_cleanup();
     return status;
 }

@@ -21,8 +21,11 @@
  *     worker ends up holding most of nginx's pool and serving everything;
  *   - hits: handler.c counts each request into the hit buffer; every
  *     FLUSH_INTERVAL_MS at most, the oldest waiting paths go to Redis as one
- *     batch on the non-blocking connection, so a request never waits for a
- *     Redis round trip and a slow or frozen Redis only makes hits wait;
+ *     batch on the non-blocking connections (counters.c: one per node it
+ *     writes to), so a request never waits for a Redis round trip and a
+ *     slow or frozen Redis only makes hits wait. The worker owns its epoll
+ *     set: after every round it asks the router which connections exist
+ *     and what each waits for, and keeps its registrations in step;
  *   - signals: SIGTERM/SIGINT are blocked except inside epoll_pwait, so
  *     they only ever interrupt the wait, never a request.
  *
@@ -58,11 +61,17 @@
 #include "handler.h"
 #include "hitbuf.h"
 #include "log.h"
-#include "store.h"
+#include "cluster.h"
+#include "counters.h"
+#include "runs.h"
 
+/* epoll data: a slot index, the listen socket, or TAG_REDIS + fd. */
 #define TAG_LISTEN UINT64_MAX
-#define TAG_REDIS  (UINT64_MAX - 1)
+#define TAG_REDIS  ((uint64_t)1 << 32)
 #define MAX_EVENTS 64
+
+/* Redis batch connections a worker may hold (one per node it writes to). */
+#define REDIS_FDS_MAX 128
 
 /* Connection balancing: a worker takes new connections only while it holds
  * at most BALANCE_SLACK more than the least loaded worker; one that does
@@ -106,7 +115,11 @@ struct worker {
     int nslots;
     int *free_list; /* indexes of slots without a connection */
     int nfree;
-    struct store *st;
+    struct cluster *cl;
+    struct counters *ctr;
+    struct runs *runs;
+    struct cluster_fd redis[REDIS_FDS_MAX]; /* registered in epfd */
+    int nredis;
     struct hitbuf *hb;
     struct handler_ctx ctx;
     int64_t oldest_ms; /* when the oldest waiting hit arrived, 0 if none */
@@ -286,7 +299,7 @@ static void flush_tick(struct worker *w, int64_t now, int force)
 {
     const struct hitbatch *b;
 
-    if (store_batch_busy(w->st)) {
+    if (counters_batch_busy(w->ctr)) {
         return;
     }
     b = hitbuf_batch(w->hb);
@@ -305,17 +318,82 @@ static void flush_tick(struct worker *w, int64_t now, int force)
             w->oldest_ms = 0;
         }
     }
-    if (store_retry_at(w->st) != 0 && now < store_retry_at(w->st)) {
+    if (counters_retry_at(w->ctr) != 0 && now < counters_retry_at(w->ctr)) {
         return;
     }
-    store_batch_send(w->st, b, now);
+    counters_batch_send(w->ctr, b, now);
 }
 
-static void redis_event(struct worker *w, uint32_t events, int64_t now)
+/* A Redis connection is ready (fd -1: only check deadlines). */
+static void redis_event(struct worker *w, int fd, uint32_t events, int64_t now)
 {
-    if (store_batch_io(w->st, events, now) == STORE_IO_DONE) {
+    unsigned ready = 0;
+
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+        ready |= CLUSTER_READ;
+    }
+    if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+        ready |= CLUSTER_WRITE;
+    }
+    if (counters_batch_io(w->ctr, fd, ready, now) == COUNTERS_IO_DONE) {
         hitbuf_batch_close(w->hb);
     }
+}
+
+static uint32_t epoll_events(unsigned want)
+{
+    return ((want & CLUSTER_READ) ? EPOLLIN : 0) | ((want & CLUSTER_WRITE) ? EPOLLOUT : 0);
+}
+
+/* Keep the epoll set in step with the router's batch connections: add
+ * new ones, change what changed, remove what is gone. A connection closed
+ * by the router has already left the set (closing an fd removes it), so
+ * a failing EPOLL_CTL_DEL is expected; a new connection that reuses an fd
+ * number has a new id and is added again. */
+static void redis_watch(struct worker *w)
+{
+    struct cluster_fd want[REDIS_FDS_MAX];
+    int n = cluster_bfds(w->cl, want, REDIS_FDS_MAX);
+
+    for (int i = 0; i < w->nredis; i++) {
+        int keep = 0;
+
+        for (int j = 0; j < n && !keep; j++) {
+            keep = want[j].fd == w->redis[i].fd && want[j].id == w->redis[i].id;
+        }
+        if (!keep) {
+            epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->redis[i].fd, NULL);
+        }
+    }
+    for (int j = 0; j < n; j++) {
+        const struct cluster_fd *old = NULL;
+        struct epoll_event ev;
+        int rc = 0;
+
+        for (int i = 0; i < w->nredis && old == NULL; i++) {
+            if (w->redis[i].fd == want[j].fd && w->redis[i].id == want[j].id) {
+                old = &w->redis[i];
+            }
+        }
+        if (old != NULL && old->want == want[j].want) {
+            continue;
+        }
+        memset(&ev, 0, sizeof(ev));
+        ev.events = epoll_events(want[j].want);
+        ev.data.u64 = TAG_REDIS + (uint64_t)want[j].fd;
+        rc = epoll_ctl(w->epfd, old != NULL ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, want[j].fd, &ev);
+        if (rc != 0 && (errno == EEXIST || errno == ENOENT)) {
+            rc = epoll_ctl(w->epfd, errno == EEXIST ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, want[j].fd,
+                           &ev);
+        }
+        if (rc != 0) {
+            int saved = errno;
+
+            log_error("epoll_ctl Redis connection: %s", strerror(saved));
+        }
+    }
+    memcpy(w->redis, want, (size_t)n * sizeof(want[0]));
+    w->nredis = n;
 }
 
 /* Milliseconds epoll may sleep: until the batch deadline, the retry time,
@@ -324,14 +402,14 @@ static int next_timeout(const struct worker *w, int64_t now)
 {
     int64_t due = -1;
 
-    if (store_batch_busy(w->st)) {
-        due = store_batch_deadline(w->st);
+    if (counters_batch_busy(w->ctr)) {
+        due = counters_batch_deadline(w->ctr);
     } else if (hitbuf_batch(w->hb) != NULL) {
-        due = store_retry_at(w->st) > now ? store_retry_at(w->st) : now;
+        due = counters_retry_at(w->ctr) > now ? counters_retry_at(w->ctr) : now;
     } else if (hitbuf_waiting_paths(w->hb) > 0) {
         due = w->oldest_ms + w->cfg->flush_interval_ms;
-        if (store_retry_at(w->st) > due) {
-            due = store_retry_at(w->st);
+        if (counters_retry_at(w->ctr) > due) {
+            due = counters_retry_at(w->ctr);
         }
     }
     if (due < 0) {
@@ -344,8 +422,8 @@ static void dispatch(struct worker *w, const struct epoll_event *ev, int64_t now
 {
     if (ev->data.u64 == TAG_LISTEN) {
         slot_accept(w);
-    } else if (ev->data.u64 == TAG_REDIS) {
-        redis_event(w, ev->events, now);
+    } else if (ev->data.u64 >= TAG_REDIS) {
+        redis_event(w, (int)(ev->data.u64 - TAG_REDIS), ev->events, now);
     } else if (ev->data.u64 < (uint64_t)w->nslots) {
         serve(w, (int)ev->data.u64);
     }
@@ -380,10 +458,11 @@ static int loop_once(struct worker *w, int max_wait_ms, int force_flush)
     for (int i = 0; i < n; i++) {
         dispatch(w, &evs[i], now);
     }
-    if (store_batch_busy(w->st)) {
-        redis_event(w, 0, now); /* deadline check */
+    if (counters_batch_busy(w->ctr)) {
+        redis_event(w, -1, 0, now); /* deadline check */
     }
     flush_tick(w, now, force_flush);
+    redis_watch(w);
     log_drops(w, now);
     return n;
 }
@@ -474,8 +553,11 @@ static int worker_init(struct worker *w, const struct config *cfg, int listen_fd
     w->slots = calloc((size_t)w->nslots, sizeof(*w->slots));
     w->free_list = calloc((size_t)w->nslots, sizeof(*w->free_list));
     w->hb = hitbuf_new((size_t)cfg->hit_buffer_bytes);
-    w->st = store_new(cfg);
-    if (w->epfd < 0 || w->slots == NULL || w->free_list == NULL || w->hb == NULL || w->st == NULL) {
+    w->cl = cluster_new(cfg);
+    w->ctr = w->cl != NULL ? counters_new(cfg, w->cl) : NULL;
+    w->runs = w->cl != NULL ? runs_new(cfg, w->cl) : NULL;
+    if (w->epfd < 0 || w->slots == NULL || w->free_list == NULL || w->hb == NULL ||
+        w->ctr == NULL || w->runs == NULL) {
         log_error("worker initialisation failed: %s", strerror(errno));
         return -1;
     }
@@ -483,9 +565,9 @@ static int worker_init(struct worker *w, const struct config *cfg, int listen_fd
         FCGX_InitRequest(&w->slots[i].req, -1, 0); /* connections come from slot_accept() */
         w->free_list[w->nfree++] = w->nslots - 1 - i;
     }
-    store_batch_attach(w->st, w->epfd, TAG_REDIS);
     w->ctx.cfg = cfg;
-    w->ctx.st = w->st;
+    w->ctx.ctr = w->ctr;
+    w->ctx.runs = w->runs;
     w->ctx.hb = w->hb;
     w->ctx.sc = sc;
     return 0;
@@ -493,7 +575,9 @@ static int worker_init(struct worker *w, const struct config *cfg, int listen_fd
 
 static void worker_cleanup(struct worker *w)
 {
-    store_free(w->st);
+    runs_free(w->runs);
+    counters_free(w->ctr);
+    cluster_free(w->cl);
     hitbuf_free(w->hb);
     free(w->free_list);
     free(w->slots);
@@ -518,6 +602,12 @@ int worker_run(const struct config *cfg, int listen_fd, int index, int *load, st
         if (loop_once(&w, -1, 0) < 0) {
             status = 1;
             break;
+        }
+        if (counters_fatal(w.ctr)) {
+            /* The recorded shard layout differs (logged): writing would
+             * put counts where no reader looks. */
+            worker_cleanup(&w);
+            return CONFIG_EXIT_FATAL;
         }
     }
     log_info("worker %d stopping: %llu hits to write", index,

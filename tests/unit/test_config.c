@@ -26,7 +26,8 @@ static const char *const known[] = {
     "FCGI_SOCKET_MODE",     "WORKERS",
     "WORKER_CONNECTIONS",   "REDIS_HOST",
     "REDIS_PORT",           "REDIS_PASSWORD",
-    "REDIS_PREFIX",         "REDIS_CONNECT_TIMEOUT_MS",
+    "REDIS_PREFIX",         "REDIS_CLUSTER",
+    "REDIS_SHARDS",         "REDIS_CONNECT_TIMEOUT_MS",
     "REDIS_TIMEOUT_MS",     "REDIS_BACKOFF_MAX_MS",
     "FLUSH_INTERVAL_MS",    "FLUSH_BATCH_PATHS",
     "HIT_BUFFER_BYTES",     "STATS_DEFAULT_LIMIT",
@@ -191,6 +192,9 @@ static void test_defaults(void **state)
     assert_int_equal(c.redis_port, 6379);
     assert_string_equal(c.redis_password, "");
     assert_string_equal(c.redis_prefix, "reqstats:");
+    assert_string_equal(c.redis_cluster, ""); /* docs/API.md 7: standalone by default */
+    assert_int_equal(c.redis_nseeds, 0);
+    assert_int_equal(c.redis_shards, 24);
     assert_int_equal(c.redis_connect_timeout_ms, 250);
     assert_int_equal(c.redis_timeout_ms, 500);
     assert_int_equal(c.redis_backoff_max_ms, 2000);
@@ -231,6 +235,7 @@ static const struct numeric numerics[] = {
     {"WORKERS", 1, 64, INT_FIELD(workers), NULL},
     {"WORKER_CONNECTIONS", 1, 1000, INT_FIELD(worker_connections), NULL},
     {"REDIS_PORT", 1, 65535, INT_FIELD(redis_port), NULL},
+    {"REDIS_SHARDS", 1, 256, INT_FIELD(redis_shards), NULL},
     {"REDIS_CONNECT_TIMEOUT_MS", 10, 10000, INT_FIELD(redis_connect_timeout_ms), NULL},
     {"REDIS_TIMEOUT_MS", 10, 60000, INT_FIELD(redis_timeout_ms), NULL},
     {"REDIS_BACKOFF_MAX_MS", 10, 60000, INT_FIELD(redis_backoff_max_ms), NULL},
@@ -689,6 +694,116 @@ static void test_error_one_line(void **state)
     }
 }
 
+/* ---- REDIS_CLUSTER ------------------------------------------------------- */
+
+static void expect_seed(const struct config *c, int i, const char *host, int port)
+{
+    assert_true(i < c->redis_nseeds);
+    assert_string_equal(c->redis_seeds[i].host, host);
+    assert_int_equal(c->redis_seeds[i].port, port);
+}
+
+static void test_cluster_seeds(void **state)
+{
+    struct config c;
+    char list[1100];
+    size_t len = 0;
+
+    (void)state;
+    expect_ok("REDIS_CLUSTER", "127.0.0.1:7000", &c);
+    assert_int_equal(c.redis_nseeds, 1);
+    expect_seed(&c, 0, "127.0.0.1", 7000);
+    assert_string_equal(c.redis_cluster, "127.0.0.1:7000");
+
+    expect_ok("REDIS_CLUSTER", "redis-1:6379,10.0.0.2:6380,[::1]:7001,[fe80::1%eth0]:7002", &c);
+    assert_int_equal(c.redis_nseeds, 4);
+    expect_seed(&c, 0, "redis-1", 6379);
+    expect_seed(&c, 1, "10.0.0.2", 6380);
+    expect_seed(&c, 2, "::1", 7001);
+    expect_seed(&c, 3, "fe80::1%eth0", 7002);
+
+    /* Exactly CONFIG_SEEDS_MAX seeds, then one more. */
+    for (int i = 0; i < CONFIG_SEEDS_MAX; i++) {
+        len +=
+            (size_t)snprintf(list + len, sizeof(list) - len, "%sh%d:%d", i ? "," : "", i, 7000 + i);
+    }
+    expect_ok("REDIS_CLUSTER", list, &c);
+    assert_int_equal(c.redis_nseeds, CONFIG_SEEDS_MAX);
+    expect_seed(&c, CONFIG_SEEDS_MAX - 1, "h15", 7015);
+    snprintf(list + len, sizeof(list) - len, ",h16:7016");
+    expect_bad("REDIS_CLUSTER", list);
+}
+
+static void test_cluster_seeds_bad(void **state)
+{
+    static const char *const bad[] = {
+        "127.0.0.1",            /* no port */
+        "127.0.0.1:",           /* empty port */
+        ":7000",                /* empty host */
+        "127.0.0.1:0",          /* port out of range */
+        "127.0.0.1:65536",      /* port out of range */
+        "127.0.0.1:70x",        /* port not a number */
+        "127.0.0.1:+7000",      /* sign */
+        "127.0.0.1:7000,",      /* trailing comma */
+        ",127.0.0.1:7000",      /* leading comma */
+        "127.0.0.1:7000,,h:1",  /* empty element */
+        "::1:7000",             /* IPv6 without brackets */
+        "[::1]7000",            /* no colon after the bracket */
+        "[]:7000",              /* empty bracketed host */
+        "[a[b]:7000",           /* bracket inside */
+        "127.0.0.1:7000 h:1",   /* space */
+        "127.0.0.1:7000,\th:1", /* control byte */
+        "h\xc3\xa9:7000",       /* not ASCII */
+    };
+    char longhost[300];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        expect_bad("REDIS_CLUSTER", bad[i]);
+    }
+    /* A host of 255 bytes is fine, 256 is not. */
+    memset(longhost, 'h', 255);
+    memcpy(longhost + 255, ":1", 3);
+    {
+        struct config c;
+
+        expect_ok("REDIS_CLUSTER", longhost, &c);
+        assert_int_equal(strlen(c.redis_seeds[0].host), 255);
+    }
+    memset(longhost, 'h', 256);
+    memcpy(longhost + 256, ":1", 3);
+    expect_bad("REDIS_CLUSTER", longhost);
+    /* The whole value is bounded too: 1023 bytes of seeds. */
+    {
+        char s[1100];
+        size_t n = 0;
+
+        while (n + 20 < sizeof(s) - 1) {
+            n += (size_t)snprintf(s + n, sizeof(s) - n, "%shhhhhhhhhhhhhhh:1", n ? "," : "");
+        }
+        assert_true(strlen(s) > 1023);
+        expect_bad("REDIS_CLUSTER", s);
+    }
+}
+
+/* In cluster mode a brace in the prefix would be a hash tag: every key
+ * in one slot. Standalone does not care. */
+static void test_cluster_prefix_braces(void **state)
+{
+    struct config c;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(setenv("REDIS_PREFIX", "app{x}:", 1), 0);
+    assert_int_equal(load(&c, err, sizeof(err)), 0);
+    assert_int_equal(setenv("REDIS_CLUSTER", "127.0.0.1:7000", 1), 0);
+    assert_int_equal(load(&c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "REDIS_PREFIX"));
+    assert_int_equal(setenv("REDIS_PREFIX", "app:", 1), 0);
+    assert_int_equal(load(&c, err, sizeof(err)), 0);
+    assert_int_equal(c.redis_nseeds, 1);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, clean_env, clean_env)
 
 int main(void)
@@ -712,6 +827,9 @@ int main(void)
         T(test_cache_plus_flush_bounded),
         T(test_error_message),
         T(test_error_one_line),
+        T(test_cluster_seeds),
+        T(test_cluster_seeds_bad),
+        T(test_cluster_prefix_braces),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,1154 @@
+/* counters.c -- request counters in Redis: shards, batches, the report
+ *
+ * The counter schema, every key under the configured prefix P. Standalone
+ * keeps the layout every earlier release wrote, so an upgrade keeps its
+ * counts with no migration; it is the one-shard case of the layout below:
+ *
+ *   P hits            sorted set  canonical path -> hit count
+ *   P total           string      sum of all counts (never computed by scan)
+ *   P dropped         string      hits dropped on worker buffer overflow
+ *   P writer:<id>     string      last batch seq applied for one writer
+ *
+ * In cluster mode (REDIS_CLUSTER) the counts are spread over S shards
+ * (REDIS_SHARDS), shard i under its hash tag t_i (shards.c):
+ *
+ *   P{t_i}hits, P{t_i}total, P{t_i}dropped, P{t_i}writer:<id>
+ *   P{meta}shards     string      S, recorded when the dataset is created
+ *
+ * A path lives in shard FNV-1a(path) mod S. All keys of a shard share one
+ * slot, so a batch for a shard is one single-slot EVAL. A writer is one
+ * worker process (a random id); its key expires an hour after its last
+ * write.
+ *
+ * Counting. A worker's batch of hits (hitbuf.h) is split by shard; each
+ * part is one EVAL that applies it unless its seq is not above the
+ * shard's writer seq, so a part resent after a timeout or a redirect is
+ * never applied twice. Each (worker, shard) has its own seq sequence and
+ * at most one part in flight: seq n + 1 is only ever sent after n was
+ * acknowledged, so a later seq can never land first and make an earlier
+ * retry look like a duplicate. The batch is done when every part is; a
+ * part whose node is down waits (with the hits of later batches held in
+ * the worker's bounded buffer), the others are not sent again.
+ *
+ * Lost writes. Redis Cluster replicates asynchronously: a master that
+ * crashes may take acknowledged writes with it. The script returns the
+ * writer seq it found; when that is below the seq this worker last had
+ * acknowledged on that shard, the batches in between were lost with the
+ * old master, and the loss is logged with its size in hits:
+ *   "hits lost: N hits in B batches on shard i (node): acknowledged, then
+ *    not replicated before a failover"
+ *
+ * The report. Global order is count descending, then shard ascending,
+ * then path in descending byte order (docs/API.md section 7); with one
+ * shard that is today's order. Standalone reads a page in one MULTI/EXEC
+ * as always. Sharded, no page reads `offset` members: the page is located
+ * by rank arithmetic over per-shard probes and ZCOUNTs (shards.c), in
+ * three round trips for most pages (probes and totals; ZCOUNTs and the
+ * members of a narrow bracket; the page itself by rank), more only when
+ * the probes leave a wide bracket of distinct counts. Rounds are not one
+ * transaction: under concurrent writes a page is exact per shard but may
+ * mix moments, so a path moving across a page boundary can show on two
+ * pages or none while the counts move; on a quiet dataset every page is
+ * exact.
+ */
+
+#include "counters.h"
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "clock.h"
+#include "log.h"
+#include "slotmap.h"
+
+#define WRITER_TTL_S 3600
+#define KEY_MAX      160
+#define WRITER_ID    32
+
+/* Acknowledged parts remembered per shard to size a loss. */
+#define ACKED_KEEP 64
+
+/* Bracket members read per shard at once while locating a rank. */
+#define BRACKET_CAP 64
+
+/* Rounds of bisection at most (counts are below 2^63). */
+#define BISECT_MAX 64
+
+/* Apply one part of a batch at most once.
+ * KEYS: hits, total, dropped, writer. ARGV: seq, ttl, hits, dropped, then
+ * (count, path) pairs. Returns the writer seq found before (applied), or
+ * -1 if this seq was applied already. */
+static const char batch_script[] =
+    "local last = tonumber(redis.call('GET', KEYS[4]) or '0')\n"
+    "if tonumber(ARGV[1]) <= last then return -1 end\n"
+    "for i = 5, #ARGV, 2 do redis.call('ZINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
+    "if ARGV[3] ~= '0' then redis.call('INCRBY', KEYS[2], ARGV[3]) end\n"
+    "if ARGV[4] ~= '0' then redis.call('INCRBY', KEYS[3], ARGV[4]) end\n"
+    "redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2])\n"
+    "return last\n";
+
+enum part_state { PART_WAIT, PART_FLIGHT, PART_DONE };
+
+struct acked {
+    uint64_t seq;
+    uint64_t hits;
+};
+
+struct shard {
+    char tag[SHARDS_TAG_LEN];
+    char k_hits[KEY_MAX], k_total[KEY_MAX], k_dropped[KEY_MAX], k_writer[KEY_MAX];
+    int slot;
+    uint64_t next_seq; /* the seq of this shard's next part */
+    struct acked acked[ACKED_KEEP];
+    uint64_t nacked;
+    uint64_t last_acked;
+    int64_t acked_ms; /* when the last part was acknowledged */
+    long long est;    /* size seen at the last report read (>= 1) */
+
+    /* This shard's part of the open batch. */
+    enum part_state state;
+    int used; /* has a part in the open batch */
+    uint64_t seq, hits, dropped;
+    struct cmd cmd;
+};
+
+struct counters {
+    const struct config *cfg;
+    struct cluster *cl;
+    int n; /* shards */
+    struct shard *sh;
+    char writer[WRITER_ID + 1];
+    char k_layout[KEY_MAX];
+    int layout_slot;
+    int layout_ok;
+    int fatal;
+    int64_t layout_retry_at;
+    int open;            /* a batch is split into parts */
+    uint64_t batch_seq;  /* the hitbuf seq of the open batch */
+    size_t *batch_shard; /* shard of each entry of the open batch */
+    size_t batch_cap;
+};
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+struct counters *counters_new(const struct config *cfg, struct cluster *cl)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[WRITER_ID / 2];
+    const char *p = cfg->redis_prefix;
+    struct counters *ctr;
+
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+        return NULL;
+    }
+    ctr = calloc(1, sizeof(*ctr));
+    if (ctr == NULL) {
+        return NULL;
+    }
+    ctr->cfg = cfg;
+    ctr->cl = cl;
+    ctr->n = cluster_mode(cl) ? cfg->redis_shards : 1;
+    ctr->sh = calloc((size_t)ctr->n, sizeof(*ctr->sh));
+    if (ctr->sh == NULL) {
+        free(ctr);
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        ctr->writer[2 * i] = hex[raw[i] >> 4];
+        ctr->writer[2 * i + 1] = hex[raw[i] & 0x0f];
+    }
+    /* The prefix is at most 64 bytes and a tag at most 23: none of these
+     * truncate. */
+    for (int i = 0; i < ctr->n; i++) {
+        struct shard *s = &ctr->sh[i];
+        char brace[SHARDS_TAG_LEN + 2] = "";
+
+        if (cluster_mode(cl)) {
+            if (shards_tag(i, ctr->n, s->tag, sizeof(s->tag)) < 0) {
+                counters_free(ctr);
+                return NULL;
+            }
+            snprintf(brace, sizeof(brace), "{%s}", s->tag);
+        }
+        snprintf(s->k_hits, KEY_MAX, "%s%shits", p, brace);
+        snprintf(s->k_total, KEY_MAX, "%s%stotal", p, brace);
+        snprintf(s->k_dropped, KEY_MAX, "%s%sdropped", p, brace);
+        snprintf(s->k_writer, KEY_MAX, "%s%swriter:%s", p, brace, ctr->writer);
+        s->slot = slotmap_keyslot(s->k_hits, strlen(s->k_hits));
+        s->next_seq = 1;
+        s->est = 1;
+        cmd_init(&s->cmd, s->slot);
+    }
+    snprintf(ctr->k_layout, KEY_MAX, "%s{meta}shards", p);
+    ctr->layout_slot = slotmap_keyslot(ctr->k_layout, strlen(ctr->k_layout));
+    ctr->layout_ok = !cluster_mode(cl);
+    return ctr;
+}
+
+void counters_free(struct counters *ctr)
+{
+    if (ctr == NULL) {
+        return;
+    }
+    for (int i = 0; i < ctr->n; i++) {
+        cmd_free(&ctr->sh[i].cmd);
+    }
+    free(ctr->batch_shard);
+    free(ctr->sh);
+    free(ctr);
+}
+
+int counters_fatal(const struct counters *ctr)
+{
+    return ctr->fatal;
+}
+
+/* ---- the layout record ---------------------------------------------------- */
+
+/* Record S in a new dataset, read it back and compare. Returns 0 when it
+ * matches, 1 when Redis did not answer, -1 on a mismatch (logged, fatal). */
+static int layout_check(struct counters *ctr)
+{
+    struct cmd c[2];
+    redisReply *r[2];
+    long long recorded = -1;
+    char *end = NULL;
+    int rc = 1;
+
+    if (ctr->layout_ok) {
+        return 0;
+    }
+    if (ctr->fatal) {
+        return -1;
+    }
+    cmd_init(&c[0], ctr->layout_slot);
+    cmd_str(&c[0], "SET");
+    cmd_str(&c[0], ctr->k_layout);
+    cmd_ll(&c[0], ctr->n);
+    cmd_str(&c[0], "NX");
+    cmd_init(&c[1], ctr->layout_slot);
+    cmd_str(&c[1], "GET");
+    cmd_str(&c[1], ctr->k_layout);
+    if (cluster_run(ctr->cl, c, 2, r, 1) != 0) {
+        ctr->layout_retry_at = clock_mono_ms() + 25;
+        return 1;
+    }
+    if (r[1]->type == REDIS_REPLY_STRING) {
+        errno = 0;
+        recorded = strtoll(r[1]->str, &end, 10);
+        if (errno != 0 || end == r[1]->str || *end != '\0') {
+            recorded = -1;
+        }
+    }
+    if (recorded == ctr->n) {
+        ctr->layout_ok = 1;
+        rc = 0;
+    } else if (r[1]->type == REDIS_REPLY_ERROR) {
+        log_error("Redis layout check: %s", r[1]->str);
+        ctr->layout_retry_at = clock_mono_ms() + ctr->cfg->redis_backoff_max_ms;
+    } else {
+        log_error("REDIS_SHARDS=%d, but the dataset under prefix \"%s\" was created with %s "
+                  "shards (%s): refusing to start; set REDIS_SHARDS=%s, or use another "
+                  "REDIS_PREFIX for a new dataset",
+                  ctr->n, ctr->cfg->redis_prefix,
+                  r[1]->type == REDIS_REPLY_STRING ? r[1]->str : "an unreadable number of",
+                  ctr->k_layout, r[1]->type == REDIS_REPLY_STRING ? r[1]->str : "?");
+        ctr->fatal = 1;
+        rc = -1;
+    }
+    freeReplyObject(r[0]);
+    freeReplyObject(r[1]);
+    return rc;
+}
+
+int counters_startup(struct counters *ctr)
+{
+    const struct config *cfg = ctr->cfg;
+    int idx[SLOTMAP_NODES_MAX], slots[SLOTMAP_NODES_MAX], reps[SLOTMAP_NODES_MAX];
+    int per[SLOTMAP_NODES_MAX] = {0};
+    char line[900];
+    size_t len = 0;
+    int m, rc;
+
+    if (!cluster_mode(ctr->cl)) {
+        log_info("Redis standalone at %s:%d: one shard (keys %shits, %stotal, %sdropped)",
+                 cfg->redis_host, cfg->redis_port, cfg->redis_prefix, cfg->redis_prefix,
+                 cfg->redis_prefix);
+        return 0;
+    }
+    if (cluster_refresh(ctr->cl) != 0) {
+        log_warn("Redis Cluster: no seed of REDIS_CLUSTER=%s answered; starting anyway, every "
+                 "process reads the slot map and checks the shard layout when it answers",
+                 cfg->redis_cluster);
+        return 1;
+    }
+    m = cluster_masters(ctr->cl, idx, slots, reps, SLOTMAP_NODES_MAX);
+    for (int i = 0; i < ctr->n; i++) {
+        int owner = cluster_slot_owner(ctr->cl, ctr->sh[i].slot);
+
+        for (int k = 0; k < m; k++) {
+            per[k] += idx[k] == owner;
+        }
+    }
+    log_info("Redis Cluster: %d masters found from REDIS_CLUSTER=%s", m, cfg->redis_cluster);
+    for (int k = 0; k < m; k++) {
+        log_info("Redis Cluster: master %s: %d slots, %d replicas, %d of %d shards",
+                 cluster_node_name(ctr->cl, idx[k]), slots[k], reps[k], per[k], ctr->n);
+    }
+    for (int k = 0; k < m && len < sizeof(line) - 64; k++) {
+        int w = snprintf(line + len, sizeof(line) - len, "%s%d", k ? "/" : "", per[k]);
+
+        len += w > 0 ? (size_t)w : 0;
+    }
+    rc = layout_check(ctr);
+    if (rc == 0) {
+        log_info("shard layout: %d shards under prefix \"%s\" (recorded in %s), %s per master",
+                 ctr->n, cfg->redis_prefix, ctr->k_layout, len > 0 ? line : "none");
+    } else if (rc > 0) {
+        log_warn("shard layout: could not be checked yet (Redis did not answer); every process "
+                 "checks it when it does");
+    }
+    return rc;
+}
+
+/* ---- counting ------------------------------------------------------------ */
+
+int counters_batch_busy(const struct counters *ctr)
+{
+    for (int i = 0; i < ctr->n; i++) {
+        if (ctr->sh[i].state == PART_FLIGHT) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Remember an acknowledged part; size a loss the seq found reveals. */
+static void part_acked(struct counters *ctr, int i, long long found)
+{
+    struct shard *s = &ctr->sh[i];
+    int64_t now = clock_mono_ms();
+
+    /* found is the writer seq the shard had: the last part this worker
+     * had acknowledged there, unless the master that acknowledged later
+     * parts died before replicating them (or the key expired, after an
+     * hour without writes: not a loss). */
+    if (found >= 0 && s->nacked > 0 && (uint64_t)found < s->last_acked &&
+        now - s->acked_ms < (int64_t)WRITER_TTL_S * 1000) {
+        uint64_t lost = 0, batches = 0, oldest = UINT64_MAX;
+
+        for (int k = 0; k < ACKED_KEEP && (uint64_t)k < s->nacked; k++) {
+            if (s->acked[k].seq > (uint64_t)found) {
+                lost += s->acked[k].hits;
+                batches++;
+                oldest = s->acked[k].seq < oldest ? s->acked[k].seq : oldest;
+            }
+        }
+        log_error("hits lost: %llu hits in %llu batches on shard %d (%s): acknowledged, then not "
+                  "replicated before a failover%s",
+                  (unsigned long long)lost, (unsigned long long)batches, i,
+                  cluster_slot_node(ctr->cl, s->slot),
+                  s->nacked > ACKED_KEEP && oldest > (uint64_t)found + 1
+                      ? " (at least: older batches are not remembered)"
+                      : "");
+    }
+    s->acked[s->nacked % ACKED_KEEP].seq = s->seq;
+    s->acked[s->nacked % ACKED_KEEP].hits = s->hits;
+    s->nacked++;
+    s->last_acked = s->seq;
+    s->acked_ms = now;
+    s->state = PART_DONE;
+}
+
+static void part_done(void *arg, uint64_t cookie, redisReply *r)
+{
+    struct counters *ctr = arg;
+    int i = (int)cookie;
+    struct shard *s;
+
+    if (i < 0 || i >= ctr->n) {
+        freeReplyObject(r);
+        return;
+    }
+    s = &ctr->sh[i];
+    if (r == NULL) {
+        s->state = PART_WAIT; /* the router backs the node off */
+        return;
+    }
+    if (r->type == REDIS_REPLY_INTEGER) {
+        part_acked(ctr, i, r->integer);
+    } else {
+        /* An error reply (OOM, a busy script, a wrong key type): the
+         * script failed before its first write, so nothing was applied.
+         * Retry the same part after the backoff. */
+        log_error("Redis batch on shard %d: %s", i,
+                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        s->state = PART_WAIT;
+    }
+    freeReplyObject(r);
+}
+
+/* Split batch b into one part per shard. Returns 0 or -1 (no memory). */
+static int split(struct counters *ctr, const struct hitbatch *b)
+{
+    size_t *count = calloc((size_t)ctr->n, sizeof(*count));
+
+    if (count == NULL) {
+        return -1;
+    }
+    if (b->n > ctr->batch_cap) {
+        size_t *m = realloc(ctr->batch_shard, b->n * sizeof(*m));
+
+        if (m == NULL) {
+            free(count);
+            return -1;
+        }
+        ctr->batch_shard = m;
+        ctr->batch_cap = b->n;
+    }
+    for (size_t e = 0; e < b->n; e++) {
+        ctr->batch_shard[e] = (size_t)shards_of(b->entries[e].path, b->entries[e].len, ctr->n);
+        count[ctr->batch_shard[e]]++;
+    }
+    for (int i = 0; i < ctr->n; i++) {
+        struct shard *s = &ctr->sh[i];
+
+        cmd_free(&s->cmd);
+        s->used = count[i] > 0 || (i == 0 && b->dropped > 0);
+        s->state = s->used ? PART_WAIT : PART_DONE;
+        s->hits = 0;
+        s->dropped = i == 0 ? b->dropped : 0;
+        if (!s->used) {
+            continue;
+        }
+        if (cmd_init_cap(&s->cmd, s->slot, 11 + 2 * (int)count[i]) != 0) {
+            free(count);
+            return -1;
+        }
+        s->seq = s->next_seq++;
+        cmd_str(&s->cmd, "EVAL");
+        cmd_str(&s->cmd, batch_script);
+        cmd_str(&s->cmd, "4");
+        cmd_str(&s->cmd, s->k_hits);
+        cmd_str(&s->cmd, s->k_total);
+        cmd_str(&s->cmd, s->k_dropped);
+        cmd_str(&s->cmd, s->k_writer);
+        cmd_ll(&s->cmd, (long long)s->seq);
+        cmd_ll(&s->cmd, WRITER_TTL_S);
+        /* hits: filled below, once summed */
+        cmd_ll(&s->cmd, 0);
+        cmd_ll(&s->cmd, (long long)s->dropped);
+    }
+    for (size_t e = 0; e < b->n; e++) {
+        struct shard *s = &ctr->sh[ctr->batch_shard[e]];
+
+        s->hits += b->entries[e].count;
+        cmd_ll(&s->cmd, (long long)b->entries[e].count);
+        cmd_bin(&s->cmd, b->entries[e].path, b->entries[e].len);
+    }
+    for (int i = 0; i < ctr->n; i++) {
+        struct shard *s = &ctr->sh[i];
+
+        if (s->used) {
+            /* Argument 9 is the part's hit total. */
+            s->cmd.len[9] =
+                (size_t)snprintf(s->cmd.nums[9], CMD_NUM_LEN, "%llu", (unsigned long long)s->hits);
+        }
+    }
+    free(count);
+    ctr->open = 1;
+    ctr->batch_seq = b->seq;
+    return 0;
+}
+
+int counters_batch_send(struct counters *ctr, const struct hitbatch *b, int64_t now_ms)
+{
+    int sent = 0;
+
+    if (ctr->fatal || (!ctr->layout_ok && layout_check(ctr) != 0)) {
+        return -1;
+    }
+    if (!ctr->open || ctr->batch_seq != b->seq) {
+        if (split(ctr, b) != 0) {
+            ctr->open = 0;
+            return -1;
+        }
+    }
+    for (int i = 0; i < ctr->n; i++) {
+        struct shard *s = &ctr->sh[i];
+
+        if (s->state == PART_FLIGHT) {
+            sent = 1;
+            continue;
+        }
+        if (s->state != PART_WAIT || now_ms < cluster_retry_at(ctr->cl, s->slot)) {
+            continue;
+        }
+        /* In flight before the send: a failure may be reported inside. */
+        s->state = PART_FLIGHT;
+        if (cluster_bsend(ctr->cl, &s->cmd, (uint64_t)i, now_ms, part_done, ctr) != 0) {
+            s->state = PART_WAIT;
+        }
+        sent |= s->state == PART_FLIGHT;
+    }
+    return sent ? 0 : -1;
+}
+
+enum counters_io counters_batch_io(struct counters *ctr, int fd, unsigned events, int64_t now_ms)
+{
+    cluster_bio(ctr->cl, fd, events, now_ms);
+    if (!ctr->open) {
+        return COUNTERS_IO_PENDING;
+    }
+    for (int i = 0; i < ctr->n; i++) {
+        if (ctr->sh[i].state != PART_DONE) {
+            return COUNTERS_IO_PENDING;
+        }
+    }
+    ctr->open = 0;
+    return COUNTERS_IO_DONE;
+}
+
+int64_t counters_batch_deadline(const struct counters *ctr)
+{
+    return counters_batch_busy(ctr) ? cluster_bdeadline(ctr->cl) : -1;
+}
+
+int64_t counters_retry_at(const struct counters *ctr)
+{
+    int64_t at = 0;
+
+    if (!ctr->layout_ok) {
+        return ctr->layout_retry_at;
+    }
+    if (!ctr->open) {
+        return cluster_retry_at(ctr->cl, ctr->sh[0].slot);
+    }
+    for (int i = 0; i < ctr->n; i++) {
+        if (ctr->sh[i].state == PART_WAIT) {
+            int64_t t = cluster_retry_at(ctr->cl, ctr->sh[i].slot);
+
+            if (at == 0 || t < at) {
+                at = t == 0 ? 1 : t;
+            }
+        }
+    }
+    return at;
+}
+
+/* ---- the report ------------------------------------------------------------ */
+
+/* The replies a page's entries point into. */
+struct page_mem {
+    int n;
+    redisReply *r[];
+};
+
+/* A count or score as Redis returns it: an integer, or text that is a
+ * whole number ("%.17g" of a score: exponent notation above 1e17). A
+ * missing key (nil) is 0. Returns 0, or -1 when it is not a number. */
+static int reply_num(const redisReply *r, long long *out)
+{
+    char *end = NULL;
+
+    *out = 0;
+    if (r == NULL || r->type == REDIS_REPLY_NIL) {
+        return 0;
+    }
+    if (r->type == REDIS_REPLY_INTEGER) {
+        *out = r->integer;
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_STRING || r->len == 0) {
+        return -1;
+    }
+    errno = 0;
+    *out = strtoll(r->str, &end, 10);
+    if (errno == 0 && end == r->str + r->len) {
+        return 0;
+    }
+    {
+        double d;
+
+        errno = 0;
+        d = strtod(r->str, &end);
+        if (errno != 0 || end != r->str + r->len || !(d > -9.2e18 && d < 9.2e18)) {
+            return -1;
+        }
+        *out = (long long)d;
+    }
+    return 0;
+}
+
+static int bad_reply(const char *what, const redisReply *r)
+{
+    log_error("Redis report (%s): %s", what,
+              r != NULL && r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    return -1;
+}
+
+/* Fill items from a WITHSCORES array reply. Returns the number of items,
+ * or -1 if the reply is not such an array. */
+static long long parse_members(const redisReply *r, struct shards_item *items, size_t max)
+{
+    size_t n;
+
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
+        return -1;
+    }
+    n = r->elements / 2;
+    for (size_t i = 0; i < n && i < max; i++) {
+        const redisReply *m = r->element[2 * i];
+
+        if (m->type != REDIS_REPLY_STRING || reply_num(r->element[2 * i + 1], &items[i].count)) {
+            return -1;
+        }
+        items[i].path = m->str;
+        items[i].len = m->len;
+    }
+    return (long long)(n < max ? n : max);
+}
+
+static int keep_replies(struct counters_page *page, redisReply **r, int n)
+{
+    struct page_mem *mem = malloc(sizeof(*mem) + (size_t)n * sizeof(redisReply *));
+
+    if (mem == NULL) {
+        return -1;
+    }
+    mem->n = n;
+    memcpy(mem->r, r, (size_t)n * sizeof(redisReply *));
+    page->priv = mem;
+    return 0;
+}
+
+/* Standalone, or a one-shard cluster: one round trip (MULTI/EXEC when
+ * standalone, so the page and the totals are one moment). */
+static int page_single(struct counters *ctr, long long offset, long long limit,
+                       struct counters_page *page)
+{
+    const struct shard *s = &ctr->sh[0];
+    int multi = !cluster_mode(ctr->cl), k = 0, n;
+    struct cmd c[6];
+    redisReply *r[6] = {0};
+    redisReply *const *res;
+    long long got;
+
+    for (int i = 0; i < 6; i++) {
+        cmd_init(&c[i], s->slot);
+    }
+    if (multi) {
+        cmd_str(&c[k++], "MULTI");
+    }
+    cmd_str(&c[k], "ZREVRANGE");
+    cmd_str(&c[k], s->k_hits);
+    cmd_ll(&c[k], offset);
+    cmd_ll(&c[k], offset + limit - 1);
+    cmd_str(&c[k++], "WITHSCORES");
+    cmd_str(&c[k], "ZCARD");
+    cmd_str(&c[k++], s->k_hits);
+    cmd_str(&c[k], "GET");
+    cmd_str(&c[k++], s->k_total);
+    cmd_str(&c[k], "GET");
+    cmd_str(&c[k++], s->k_dropped);
+    if (multi) {
+        cmd_str(&c[k++], "EXEC");
+    }
+    n = k;
+    if (cluster_run(ctr->cl, c, n, r, 1) != 0) {
+        return -1;
+    }
+    if (multi) {
+        redisReply *exec = r[n - 1];
+
+        for (int i = 0; i < n - 1; i++) {
+            freeReplyObject(r[i]);
+        }
+        if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 4) {
+            bad_reply("page", exec);
+            freeReplyObject(exec);
+            return -1;
+        }
+        if (keep_replies(page, &exec, 1) != 0) {
+            freeReplyObject(exec);
+            return -1;
+        }
+        res = exec->element;
+    } else {
+        if (keep_replies(page, r, n) != 0) {
+            for (int i = 0; i < n; i++) {
+                freeReplyObject(r[i]);
+            }
+            return -1;
+        }
+        res = ((struct page_mem *)page->priv)->r;
+    }
+    if (reply_num(res[1], &page->unique) != 0 || reply_num(res[2], &page->total) != 0 ||
+        reply_num(res[3], &page->dropped) != 0) {
+        return bad_reply("totals", res[1]->type == REDIS_REPLY_ERROR ? res[1] : res[2]);
+    }
+    if (res[0]->type != REDIS_REPLY_ARRAY) {
+        return bad_reply("page", res[0]);
+    }
+    page->entries = calloc(res[0]->elements / 2 + 1, sizeof(*page->entries));
+    if (page->entries == NULL) {
+        return -1;
+    }
+    got = parse_members(res[0], page->entries, res[0]->elements / 2);
+    if (got < 0) {
+        return bad_reply("page", res[0]);
+    }
+    page->n = (size_t)got;
+    return 0;
+}
+
+/* Locating one global rank R over the shards (shards.h). */
+enum locate_step { LOC_DONE, LOC_FIRST, LOC_BISECT, LOC_FETCH };
+
+struct locate {
+    long long R;
+    enum locate_step step;
+    long long L, H, mid;
+    long long *lo, *hi, *lo_val, *hi_val; /* probes */
+    long long *gt, *in, *pos;
+    struct shards_item *items; /* n * BRACKET_CAP bracket members */
+    struct shards_run *runs;
+    int have_lists;
+};
+
+static void locate_free(struct locate *t)
+{
+    free(t->lo);
+    free(t->items);
+    free(t->runs);
+    t->lo = NULL;
+    t->items = NULL;
+    t->runs = NULL;
+}
+
+static int locate_alloc(struct locate *t, int n)
+{
+    size_t m = (size_t)n;
+
+    t->lo = calloc(7 * m, sizeof(long long));
+    t->items = calloc(m * BRACKET_CAP, sizeof(*t->items));
+    t->runs = calloc(m, sizeof(*t->runs));
+    if (t->lo == NULL || t->items == NULL || t->runs == NULL) {
+        locate_free(t);
+        return -1;
+    }
+    t->hi = t->lo + m;
+    t->lo_val = t->lo + 2 * m;
+    t->hi_val = t->lo + 3 * m;
+    t->gt = t->lo + 4 * m;
+    t->in = t->lo + 5 * m;
+    t->pos = t->lo + 6 * m;
+    return 0;
+}
+
+/* Decide the next step of t once its gt/in (and maybe lists) are known. */
+static void locate_next(struct locate *t, int n)
+{
+    long long above = 0;
+    int complete = 1;
+
+    for (int s = 0; s < n; s++) {
+        above += t->gt[s];
+        complete &= t->in[s] <= BRACKET_CAP;
+    }
+    if (t->L >= t->H) {
+        shards_locate(n, t->R, t->gt, t->in, t->pos);
+        t->step = LOC_DONE;
+    } else if (complete && t->have_lists) {
+        size_t taken[SHARDS_MAX];
+        long long k = t->R - above;
+
+        shards_merge(n, t->runs, k > 0 ? (size_t)k : 0, NULL, taken);
+        for (int s = 0; s < n; s++) {
+            t->pos[s] = t->gt[s] + (long long)taken[s];
+        }
+        t->step = LOC_DONE;
+    } else if (complete) {
+        t->step = LOC_FETCH;
+    } else {
+        t->step = LOC_BISECT;
+        t->mid = t->L + (t->H - t->L + 1) / 2;
+    }
+}
+
+/* Append this round's commands for t to c[*k...]. */
+static void locate_cmds(const struct counters *ctr, const struct locate *t, struct cmd *c, int *k)
+{
+    for (int s = 0; s < ctr->n; s++) {
+        const struct shard *sh = &ctr->sh[s];
+
+        if (t->step == LOC_FIRST) {
+            cmd_init(&c[*k], sh->slot);
+            cmd_str(&c[*k], "ZCOUNT");
+            cmd_str(&c[*k], sh->k_hits);
+            cmd_ll_excl(&c[*k], t->H);
+            cmd_str(&c[(*k)++], "+inf");
+            cmd_init(&c[*k], sh->slot);
+            cmd_str(&c[*k], "ZCOUNT");
+            cmd_str(&c[*k], sh->k_hits);
+            cmd_ll(&c[*k], t->L);
+            cmd_ll(&c[(*k)++], t->H);
+        }
+        switch (t->step) {
+        case LOC_FIRST: /* and read the bracket's first members at once */
+        case LOC_FETCH:
+            if (t->L < t->H) {
+                cmd_init(&c[*k], sh->slot);
+                cmd_str(&c[*k], "ZREVRANGEBYSCORE");
+                cmd_str(&c[*k], sh->k_hits);
+                cmd_ll(&c[*k], t->H);
+                cmd_ll(&c[*k], t->L);
+                cmd_str(&c[*k], "WITHSCORES");
+                cmd_str(&c[*k], "LIMIT");
+                cmd_ll(&c[*k], 0);
+                cmd_ll(&c[(*k)++], BRACKET_CAP);
+            }
+            break;
+        case LOC_BISECT:
+            cmd_init(&c[*k], sh->slot);
+            cmd_str(&c[*k], "ZCOUNT");
+            cmd_str(&c[*k], sh->k_hits);
+            cmd_ll(&c[*k], t->mid);
+            cmd_ll(&c[(*k)++], t->H);
+            break;
+        case LOC_DONE:
+            break;
+        }
+    }
+}
+
+/* Read this round's replies for t from r[*k...]. Returns 0 or -1. */
+static int locate_read(const struct counters *ctr, struct locate *t, redisReply **r, int *k)
+{
+    int n = ctr->n;
+    long long cnt, above = 0, sum = 0;
+
+    switch (t->step) {
+    case LOC_FIRST:
+    case LOC_FETCH:
+        for (int s = 0; s < n; s++) {
+            if (t->step == LOC_FIRST) {
+                if (reply_num(r[*k], &t->gt[s]) != 0 || reply_num(r[*k + 1], &t->in[s]) != 0) {
+                    return bad_reply("ZCOUNT", r[*k]);
+                }
+                *k += 2;
+            }
+            t->runs[s].items = t->items + (size_t)s * BRACKET_CAP;
+            t->runs[s].n = 0;
+            if (t->L < t->H) {
+                long long got =
+                    parse_members(r[*k], t->items + (size_t)s * BRACKET_CAP, BRACKET_CAP);
+
+                if (got < 0) {
+                    return bad_reply("bracket", r[*k]);
+                }
+                t->runs[s].n = (size_t)got;
+                (*k)++;
+            }
+        }
+        t->have_lists = t->L < t->H;
+        break;
+    case LOC_BISECT:
+        for (int s = 0; s < n; s++) {
+            above += t->gt[s];
+        }
+        for (int s = 0; s < n; s++) {
+            if (reply_num(r[*k + s], &cnt) != 0) {
+                return bad_reply("ZCOUNT", r[*k + s]);
+            }
+            sum += cnt;
+        }
+        for (int s = 0; s < n; s++) {
+            reply_num(r[*k + s], &cnt);
+            if (above + sum > t->R) {
+                t->in[s] = cnt; /* c(R) >= mid */
+            } else {
+                t->gt[s] += cnt; /* c(R) < mid */
+                t->in[s] -= cnt;
+            }
+        }
+        if (above + sum > t->R) {
+            t->L = t->mid;
+        } else {
+            t->H = t->mid - 1;
+        }
+        t->have_lists = 0;
+        *k += n;
+        break;
+    case LOC_DONE:
+        break;
+    }
+    return 0;
+}
+
+static void free_round(redisReply **r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        freeReplyObject(r[i]);
+        r[i] = NULL;
+    }
+}
+
+/* Several shards: probes and totals, then locating offset and offset +
+ * limit, then the page by rank. */
+static int page_sharded(struct counters *ctr, long long offset, long long limit,
+                        struct counters_page *page)
+{
+    int n = ctr->n, nt = 0, k, rc = -1, ncmd;
+    size_t maxcmd = (size_t)n * 8;
+    struct locate t[2];
+    struct cmd *c = calloc(maxcmd, sizeof(*c));
+    redisReply **r = calloc(maxcmd, sizeof(redisReply *));
+    long long *card = calloc((size_t)n, sizeof(*card)), *est = calloc((size_t)n, sizeof(*est));
+    struct shards_item *items = NULL;
+    struct shards_run *runs = NULL;
+    redisReply **kept;
+    long long U = 0, want[2];
+    int alloc_ok;
+
+    memset(t, 0, sizeof(t));
+    alloc_ok = locate_alloc(&t[0], n) == 0 && locate_alloc(&t[1], n) == 0;
+    if (!alloc_ok || c == NULL || r == NULL || card == NULL || est == NULL) {
+        goto out;
+    }
+    /* Round 1: sizes, totals, probes (sized by the last read's sizes). */
+    want[0] = offset;
+    want[1] = offset + limit;
+    for (int s = 0; s < n; s++) {
+        est[s] = ctr->sh[s].est;
+    }
+    for (int j = 0; j < 2; j++) {
+        t[j].R = want[j];
+        shards_probe_ranks(n, want[j], est, t[j].lo, t[j].hi);
+    }
+    k = 0;
+    for (int s = 0; s < n; s++) {
+        const struct shard *sh = &ctr->sh[s];
+
+        cmd_init(&c[k], sh->slot);
+        cmd_str(&c[k], "ZCARD");
+        cmd_str(&c[k++], sh->k_hits);
+        cmd_init(&c[k], sh->slot);
+        cmd_str(&c[k], "GET");
+        cmd_str(&c[k++], sh->k_total);
+        cmd_init(&c[k], sh->slot);
+        cmd_str(&c[k], "GET");
+        cmd_str(&c[k++], sh->k_dropped);
+        for (int j = 0; j < 2; j++) {
+            long long a = t[j].lo[s] < t[j].hi[s] ? t[j].lo[s] : t[j].hi[s];
+            long long b = t[j].lo[s] > t[j].hi[s] ? t[j].lo[s] : t[j].hi[s];
+
+            cmd_init(&c[k], sh->slot);
+            cmd_str(&c[k], "ZREVRANGE");
+            cmd_str(&c[k], sh->k_hits);
+            cmd_ll(&c[k], a < 0 ? 0 : a);
+            cmd_ll(&c[k], b);
+            cmd_str(&c[k++], "WITHSCORES");
+        }
+    }
+    ncmd = k;
+    if (cluster_run(ctr->cl, c, ncmd, r, 1) != 0) {
+        goto out;
+    }
+    k = 0;
+    for (int s = 0; s < n; s++) {
+        long long tot, drop;
+
+        if (reply_num(r[k], &card[s]) != 0 || reply_num(r[k + 1], &tot) != 0 ||
+            reply_num(r[k + 2], &drop) != 0) {
+            bad_reply("totals", r[k]);
+            goto out;
+        }
+        U += card[s];
+        page->total += tot;
+        page->dropped += drop;
+        ctr->sh[s].est = card[s] > 0 ? card[s] : 1;
+        k += 3;
+        for (int j = 0; j < 2; j++) {
+            const redisReply *p = r[k++];
+            long long a = t[j].lo[s] < t[j].hi[s] ? t[j].lo[s] : t[j].hi[s];
+            long long base = a < 0 ? 0 : a, v;
+
+            if (p->type != REDIS_REPLY_ARRAY) {
+                bad_reply("probe", p);
+                goto out;
+            }
+            t[j].lo_val[s] = t[j].hi_val[s] = SHARDS_NONE;
+            for (size_t e = 0; e + 1 < p->elements; e += 2) {
+                long long rank = base + (long long)(e / 2);
+
+                if (reply_num(p->element[e + 1], &v) != 0) {
+                    bad_reply("probe", p);
+                    goto out;
+                }
+                if (rank == t[j].lo[s]) {
+                    t[j].lo_val[s] = v;
+                }
+                if (rank == t[j].hi[s]) {
+                    t[j].hi_val[s] = v;
+                }
+            }
+        }
+    }
+    free_round(r, ncmd);
+    page->unique = U;
+    if (offset >= U) {
+        rc = 0; /* past the end: totals only */
+        goto out;
+    }
+    /* Which ranks need locating: 0 and U are known. */
+    for (int j = 0; j < 2; j++) {
+        if (t[j].R == 0 || t[j].R >= U) {
+            for (int s = 0; s < n; s++) {
+                t[j].pos[s] = t[j].R == 0 ? 0 : card[s];
+            }
+            t[j].step = LOC_DONE;
+        } else {
+            shards_bracket(n, t[j].R, card, t[j].lo, t[j].lo_val, t[j].hi_val, &t[j].L, &t[j].H);
+            t[j].step = LOC_FIRST;
+            nt++;
+        }
+    }
+    /* Rounds 2...: ZCOUNTs, bracket members, bisection when wide. */
+    for (int round = 0; nt > 0; round++) {
+        if (round > BISECT_MAX + 2) {
+            log_error("Redis report: rank not located after %d rounds", round);
+            goto out;
+        }
+        k = 0;
+        for (int j = 0; j < 2; j++) {
+            locate_cmds(ctr, &t[j], c, &k);
+        }
+        ncmd = k;
+        if (cluster_run(ctr->cl, c, ncmd, r, 1) != 0) {
+            goto out;
+        }
+        k = 0;
+        nt = 0;
+        for (int j = 0; j < 2; j++) {
+            if (t[j].step == LOC_DONE) {
+                continue;
+            }
+            if (locate_read(ctr, &t[j], r, &k) != 0) {
+                goto out;
+            }
+            locate_next(&t[j], n);
+            nt += t[j].step != LOC_DONE;
+        }
+        /* Bracket members are borrowed from these replies: the merge in
+         * locate_next() is done with them, so they can go now. */
+        free_round(r, ncmd);
+    }
+    /* Last round: the page, by rank in every shard that has part of it. */
+    k = 0;
+    for (int s = 0; s < n; s++) {
+        long long a = t[0].pos[s], b = t[1].pos[s];
+
+        /* Under concurrent writes the two ranks come from different
+         * moments: never read more than a page from one shard. */
+        if (b - a > limit) {
+            b = a + limit;
+            t[1].pos[s] = b;
+        }
+        if (b > a) {
+            cmd_init(&c[k], ctr->sh[s].slot);
+            cmd_str(&c[k], "ZREVRANGE");
+            cmd_str(&c[k], ctr->sh[s].k_hits);
+            cmd_ll(&c[k], a);
+            cmd_ll(&c[k], b - 1);
+            cmd_str(&c[k++], "WITHSCORES");
+        }
+    }
+    ncmd = k;
+    if (ncmd > 0 && cluster_run(ctr->cl, c, ncmd, r, 1) != 0) {
+        goto out;
+    }
+    if (keep_replies(page, r, ncmd) != 0) {
+        goto out;
+    }
+    kept = ((struct page_mem *)page->priv)->r;
+    memset(r, 0, (size_t)ncmd * sizeof(redisReply *)); /* the page owns them now */
+    items = calloc((size_t)limit * 2 + 1, sizeof(*items));
+    runs = calloc((size_t)n, sizeof(*runs));
+    page->entries = calloc((size_t)limit + 1, sizeof(*page->entries));
+    if (items == NULL || runs == NULL || page->entries == NULL) {
+        goto out;
+    }
+    k = 0;
+    {
+        size_t used = 0;
+
+        for (int s = 0; s < n; s++) {
+            long long a = t[0].pos[s], b = t[1].pos[s], got = 0;
+
+            runs[s].items = items + used;
+            if (b > a) {
+                size_t room = (size_t)limit * 2 - used;
+
+                got = parse_members(kept[k], items + used, room);
+                if (got < 0) {
+                    bad_reply("page", kept[k]);
+                    goto out;
+                }
+                k++;
+            }
+            runs[s].n = (size_t)got;
+            used += (size_t)got;
+        }
+    }
+    page->n = shards_merge(n, runs, (size_t)limit, page->entries, NULL);
+    rc = 0;
+
+out:
+    if (r != NULL) {
+        free_round(r, (int)maxcmd);
+    }
+    for (size_t i = 0; c != NULL && i < maxcmd; i++) {
+        cmd_free(&c[i]);
+    }
+    free(runs);
+    free(items);
+    locate_free(&t[0]);
+    locate_free(&t[1]);
+    free(est);
+    free(card);
+    free(r);
+    free(c);
+    return rc;
+}
+
+int counters_page(struct counters *ctr, long long offset, long long limit,
+                  struct counters_page *page)
+{
+    memset(page, 0, sizeof(*page));
+    if (ctr->fatal || (!ctr->layout_ok && layout_check(ctr) != 0)) {
+        return -1;
+    }
+    if (ctr->n == 1) {
+        return page_single(ctr, offset, limit, page);
+    }
+    return page_sharded(ctr, offset, limit, page);
+}
+
+void counters_page_free(struct counters_page *page)
+{
+    struct page_mem *mem = page->priv;
+
+    if (mem != NULL) {
+        for (int i = 0; i < mem->n; i++) {
+            freeReplyObject(mem->r[i]);
+        }
+        free(mem);
+    }
+    free(page->entries);
+    memset(page, 0, sizeof(*page));
+}
