@@ -12,7 +12,7 @@
 #   make bench         the benchmark (never part of make test)
 #   make soak          60 s saturation: worker memory and fds stay flat
 #   make fuzz          the canonical-path fuzzer for FUZZ_SECONDS
-#   make test-e2e      docker-compose end to end (needs Docker)
+#   make test-e2e      docker-compose end to end, standalone and cluster (needs Docker)
 #
 # Interface variables of `make run`: HTTP_PORT, REDIS_PORT, RUN_DIR.
 
@@ -162,8 +162,9 @@ soak: deps all
 fuzz:
 	@tests/fuzz/run $(FUZZ_SECONDS)
 
+# Both compose files: the standalone stack, then the cluster override.
 test-e2e:
-	@tests/e2e/run
+	@rc=0; tests/e2e/run || rc=1; tests/e2e/cluster || rc=1; exit $$rc
 
 clean:
 	rm -rf $(BUILD)
