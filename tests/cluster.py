@@ -462,6 +462,41 @@ class LocalCluster:
         self.last_seconds = time.monotonic() - t0
         return new
 
+    def crash_unreplicated(self, master_port, meanwhile, timeout=60):
+        """A crash that loses acknowledged writes: pause (SIGSTOP) the
+        master's replicas, call meanwhile() (the caller's writes, which the
+        master acknowledges but cannot replicate), SIGKILL the master, then
+        resume the replicas; one of them is promoted without those writes.
+        Waits until it is and the cluster settled; returns its port."""
+        t0 = time.monotonic()
+        replicas = self.replicas_of(master_port)
+        if not replicas:
+            raise ClusterError("master %d has no replica" % master_port)
+        for p in replicas:
+            os.kill(self.pid(p), signal.SIGSTOP)
+            self.paused.add(p)
+        try:
+            meanwhile()
+        finally:
+            proc = self.procs[master_port]
+            proc.kill()
+            proc.wait()
+            for p in replicas:
+                os.kill(self.pid(p), signal.SIGCONT)
+                self.paused.discard(p)
+
+        def promoted():
+            for r in replicas:
+                if self._role_is(r, "master"):
+                    return r
+            return None
+        wait_until(lambda: promoted() is not None, timeout,
+                   "a replica of %d to be promoted" % master_port, 0.05)
+        new = promoted()
+        self.wait_settled(timeout)
+        self.last_seconds = time.monotonic() - t0
+        return new
+
     def restart(self, port, timeout=60):
         """Start a stopped or killed node again from its nodes.conf (and
         append-only file). A master that was replaced rejoins as a replica of

@@ -121,8 +121,10 @@ class ClusterStackTestCase(support.StackTestCase):
             time.sleep(0.1)
         return self.counts_under(prefix)
 
-    def wait_stable(self, prefix, quiet=1.0, timeout=30):
-        """Until the counts under prefix stop changing for `quiet` seconds."""
+    def wait_stable(self, prefix, upto=None, quiet=5.0, timeout=60):
+        """Until the counts under prefix add up to `upto`, or stop changing
+        for `quiet` seconds (longer than the app's longest reconnect backoff,
+        so held hits waiting for it are not taken for lost ones)."""
         deadline = time.monotonic() + timeout
         last, since = None, time.monotonic()
         while time.monotonic() < deadline:
@@ -130,6 +132,8 @@ class ClusterStackTestCase(support.StackTestCase):
             if got is None:
                 time.sleep(0.1)
                 continue
+            if upto is not None and sum(got.values()) == upto:
+                return got
             if got != last:
                 last, since = got, time.monotonic()
             elif time.monotonic() - since >= quiet:

@@ -170,7 +170,7 @@ class TestMasterCrash(ClusterFaultCase):
         report("crash load: %s (%d before the kill)" % (load.summary(), at_kill))
         self.assert_all_200(load)
 
-        counted = self.wait_stable(prefix)
+        counted = self.wait_stable(prefix, upto=sum(load.ok.values()))
         # Nothing counted twice: no path above its 200 answers.
         over = {p: (c, load.ok.get(p, 0)) for p, c in counted.items()
                 if c > load.ok.get(p, 0)}
@@ -196,6 +196,57 @@ class TestMasterCrash(ClusterFaultCase):
                % (victim, self.cluster.last_seconds))
         self.assertEqual(self.cluster.role(victim), "slave")
         self.assertIn(victim, self.cluster.replicas_of(new))
+
+
+    def test_unreplicated_writes_lost_and_logged(self):
+        # The crash the contract allows to lose hits: the master acknowledges
+        # writes its replica never gets (the replica is paused), then dies.
+        prefix = tag("unreplicated")
+        load = self.load(prefix)
+        victim = self.cluster.masters()[0]
+        try:
+            load.wait_answered(300)
+            at_pause = load.answered()
+            new = self.cluster.crash_unreplicated(
+                victim, lambda: load.wait_answered(load.answered() + 500))
+            report("master %d SIGKILLed with its replica paused; replica %d promoted after "
+                   "%.2f s" % (victim, new, self.cluster.last_seconds))
+            load.wait_answered(load.answered() + 500)
+        finally:
+            load.stop()
+        report("unreplicated load: %s (%d before the pause)" % (load.summary(), at_pause))
+        self.assert_all_200(load)
+        # Hits on every path after the promotion: each worker writes to each
+        # shard again, which is when it finds its acknowledged batches gone.
+        after = self.sequential_hits(tag("after-unreplicated"), 300, paths=60)
+        counted = self.wait_stable(prefix, upto=sum(load.ok.values()))
+        over = {p: (c, load.ok.get(p, 0)) for p, c in counted.items()
+                if c > load.ok.get(p, 0)}
+        self.assertEqual(over, {}, "paths counted more often than answered")
+        answered, total = sum(load.ok.values()), sum(counted.values())
+        lost = answered - total
+
+        def logged():
+            return sum(int(m.group(1)) for m in
+                       (LOST.search(line) for line in self.app_log_lines(LOST)))
+        # The loss is logged once the workers have written to those shards.
+        try:
+            wait_for(lambda: logged() >= lost, 10, "a loss of %d hits in the app log" % lost)
+        except AssertionError:
+            pass
+        report("unreplicated crash: %d hits answered 200, %d counted, %d lost; the app logged "
+               "%d hits lost (all paths, this class)" % (answered, total, lost, logged()))
+        # Writes acknowledged while the only replica was paused are gone.
+        self.assertGreater(lost, 0, "nothing lost: the replica was not behind")
+        self.assertLessEqual(lost, logged(), "hits lost without a log line")
+        self.assertEqual(self.wait_counts(tag_prefix(after), after), after)
+        self.cluster.restart(victim)
+
+
+def tag_prefix(counts):
+    """The common /api/cf-.../ prefix of a sequential_hits() result."""
+    first = next(iter(counts))
+    return first[:first.index("/", len("/api/")) + 1]
 
 
 class TestClusterDown(ClusterFaultCase):
