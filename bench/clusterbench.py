@@ -258,6 +258,15 @@ class ClusterPhase:
             cpu[str(port)] = {"role": "master" if port in hits else "replica of %s" % master,
                               "cpu_s": round(secs, 3), "hits": n,
                               "us_per_hit": round(secs * 1e6 / n, 2) if n else None}
+        # Each node's CPU with no load (cluster bus, cron, replication
+        # pings), to read the per-hit figures with: subtracted in "net".
+        idle = self.idle_cpu(k.duration)
+        for port in self.cl.ports:
+            v = cpu[str(port)]
+            wall = sum(r["cpu"]["wall_s"] for r in cl)
+            net = v["cpu_s"] - idle[port] * wall
+            v["idle_cpu_s_per_s"] = round(idle[port], 4)
+            v["net_us_per_hit"] = round(net * 1e6 / v["hits"], 2) if v["hits"] else None
         sa_redis = B.median([r["per_request_cpu_us"]["redis"] for r in sa])
         self.out["hot"] = {
             "connections": conns, "paths": k.paths,
@@ -277,6 +286,16 @@ class ClusterPhase:
                 B.median([r["per_request_cpu_us"]["app_workers"] for r in sa]),
             "runs": {"standalone": sa, "cluster": cl},
         }
+
+    def idle_cpu(self, seconds):
+        """{port: CPU seconds per second} of each node with no load."""
+        B.log("bench: cluster: %d s of idle node CPU" % seconds)
+        pids = {p: self.cl.pid(p) for p in self.cl.ports}
+        t0 = {p: B.proc_cpu_s(pid) for p, pid in pids.items()}
+        w0 = time.monotonic()
+        time.sleep(seconds)
+        wall = time.monotonic() - w0
+        return {p: (B.proc_cpu_s(pid) - t0[p]) / wall for p, pid in pids.items()}
 
     def counted_warmup(self, conns, env):
         k = self.k
@@ -468,11 +487,10 @@ class ClusterPhase:
         # The deep page against the model: "/stats/" is one more entry, far
         # above (it counts every page request), so the model's rows shift by one.
         code, page = self.http_json("/stats/?limit=100&offset=%d" % deep)
-        stats_count = None
-        code2, top = self.http_json("/stats/?limit=10")
-        for u in top.get("urls", []):
-            if u["url"] == "/stats/":
-                stats_count = u["count"]
+        v = self.cl.call("ZSCORE", "reqstats:{%s}hits" % shard_tag(shard_of(b"/stats/",
+                                                                          self.shards),
+                                                                 self.shards), "/stats/")
+        stats_count = int(float(v)) if v is not None else None
         want_rows = [{"url": p.decode(), "count": c} for c, _, p in model[deep - 1:deep + 99]]
         got_rows = [{"url": u["url"], "count": u["count"]} for u in page.get("urls", [])]
         deep_ok = (code == 200 and stats_count is not None and
@@ -572,9 +590,10 @@ def table(c):
         L.append("   hits per master: %s" % "  ".join(
             "%s: %d (%.1f%%)" % (p, n, 100 * h["share_per_master"][p])
             for p, n in h["hits_per_master"].items()))
-        L.append("   Redis CPU per hit (us): standalone %.2f; cluster nodes: %s"
+        L.append("   Redis CPU per hit (us): standalone %.2f; cluster nodes (net of idle CPU in "
+                 "brackets): %s"
                  % (h["standalone_redis_us_per_hit"] or 0, "  ".join(
-                     "%s %s %s" % (p, v["role"], v["us_per_hit"])
+                     "%s %s %s (%s)" % (p, v["role"], v["us_per_hit"], v["net_us_per_hit"])
                      for p, v in h["redis_cpu_per_node"].items())))
         L.append("   counting: %s" % ", ".join(
             "%s %s (%d)" % (r["tag"].split("/")[-1], r["count"]["result"],
