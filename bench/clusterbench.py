@@ -70,6 +70,18 @@ def shard_tag(i, n):
         k += 1
 
 
+def eval_stats(text):
+    """{calls, usec} of EVAL and EVALSHA from INFO commandstats."""
+    out = {"calls": 0, "usec": 0}
+    for line in text.splitlines():
+        if line.startswith(("cmdstat_eval:", "cmdstat_evalsha:")):
+            for kv in line.split(":", 1)[1].split(","):
+                name, _, v = kv.partition("=")
+                if name in out:
+                    out[name] += int(v)
+    return out
+
+
 def order(model):
     """Sort [(count, shard, path bytes)] in the cluster's report order:
     count descending, then shard ascending, then path descending (byte
@@ -233,13 +245,24 @@ class ClusterPhase:
         self.keys = {}
         self.counted_warmup(conns, env)
         sa, cl = [], []
+        ev_sa = {"calls": 0, "usec": 0}
+        ev_cl = {p: {"calls": 0, "usec": 0} for p in self.masters}
         for i in range(1, k.repeat + 1):
             B.log("bench: cluster c=%d run %d/%d: standalone hot path" % (conns, i, k.repeat))
+            e0 = eval_stats(b.st.redis_cmd("INFO", "commandstats"))
             sa.append(b.counted_wrk("cl-standalone-r%d" % i, "/api/", conns, k.duration,
                                     "hotpath.lua", env))
+            e1 = eval_stats(b.st.redis_cmd("INFO", "commandstats"))
+            for f in ev_sa:
+                ev_sa[f] += e1[f] - e0[f]
             B.log("bench: cluster c=%d run %d/%d: cluster hot path" % (conns, i, k.repeat))
+            e0 = {p: eval_stats(self.cl.cmd(p, "INFO", "commandstats")) for p in self.masters}
             cl.append(self.counted("cl-cluster-r%d" % i, "/api/", conns, k.duration,
                                    "hotpath.lua", env))
+            e1 = {p: eval_stats(self.cl.cmd(p, "INFO", "commandstats")) for p in self.masters}
+            for p in self.masters:
+                for f in ev_cl[p]:
+                    ev_cl[p][f] += e1[p][f] - e0[p][f]
         sa_rps = B.median([r["rps"] for r in sa])
         cl_rps = B.median([r["rps"] for r in cl])
         hits = {p: sum(r["per_master"][str(p)] for r in cl) for p in self.masters}
@@ -268,6 +291,23 @@ class ClusterPhase:
             v["idle_cpu_s_per_s"] = round(idle[port], 4)
             v["net_us_per_hit"] = round(net * 1e6 / v["hits"], 2) if v["hits"] else None
         sa_redis = B.median([r["per_request_cpu_us"]["redis"] for r in sa])
+        # Batching: hits per EVAL and the time Redis spent inside EVAL
+        # (INFO commandstats), standalone and per master.
+        sa_hits = sum(r["count"]["nginx_upstream"] for r in sa)
+        batching = {"standalone": {
+            "evals": ev_sa["calls"], "hits": sa_hits,
+            "hits_per_eval": round(sa_hits / float(ev_sa["calls"]), 2) if ev_sa["calls"] else None,
+            "eval_usec_per_call": round(ev_sa["usec"] / float(ev_sa["calls"]), 2)
+            if ev_sa["calls"] else None}}
+        for p in self.masters:
+            e, n = ev_cl[p], hits[p]
+            batching[str(p)] = {
+                "evals": e["calls"], "hits": n,
+                "hits_per_eval": round(n / float(e["calls"]), 2) if e["calls"] else None,
+                "eval_usec_per_call": round(e["usec"] / float(e["calls"]), 2)
+                if e["calls"] else None,
+                "cpu_us_per_eval": round(cpu[str(p)]["cpu_s"] * 1e6 / e["calls"], 2)
+                if e["calls"] else None}
         self.out["hot"] = {
             "connections": conns, "paths": k.paths,
             "standalone_rps": sa_rps, "cluster_rps": cl_rps,
@@ -278,7 +318,7 @@ class ClusterPhase:
             "cluster_p99_ms": B.median([r["latency_ms"]["p99"] for r in cl]),
             "hits_per_master": {str(p): h for p, h in hits.items()},
             "share_per_master": share, "spread_ok": spread_ok,
-            "redis_cpu_per_node": cpu,
+            "redis_cpu_per_node": cpu, "batching": batching,
             "standalone_redis_us_per_hit": sa_redis,
             "cluster_app_workers_us_per_request":
                 B.median([r["per_request_cpu_us"].get("app_workers") for r in cl]),
@@ -595,6 +635,11 @@ def table(c):
                  % (h["standalone_redis_us_per_hit"] or 0, "  ".join(
                      "%s %s %s (%s)" % (p, v["role"], v["us_per_hit"], v["net_us_per_hit"])
                      for p, v in h["redis_cpu_per_node"].items())))
+        L.append("   batching: %s" % "  ".join(
+            "%s %s hits/EVAL, %s us in EVAL/call%s" % (
+                p, v["hits_per_eval"], v["eval_usec_per_call"],
+                ", %s us CPU/EVAL" % v["cpu_us_per_eval"] if "cpu_us_per_eval" in v else "")
+            for p, v in h["batching"].items()))
         L.append("   counting: %s" % ", ".join(
             "%s %s (%d)" % (r["tag"].split("/")[-1], r["count"]["result"],
                             r["count"]["nginx_upstream"]) for r in h["runs"]["cluster"]))
