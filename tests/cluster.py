@@ -19,7 +19,7 @@ All state (nodes.conf, append-only files, logs, pid files) lives under one
 directory. A cluster whose six nodes.conf files already exist is restarted
 from them instead of created again (make run-cluster keeps its counts).
 
-Timing: cluster-node-timeout is small (1500 ms by default) so a crashed master
+Timing: cluster-node-timeout is small (2000 ms by default) so a crashed master
 is replaced within a few seconds; on a machine starved of CPU for longer than
 that a node can be voted out spuriously, so do not go lower.
 """
@@ -119,7 +119,7 @@ class LocalCluster:
     """
 
     def __init__(self, run_dir, base_port=None, password=None, persist=True,
-                 node_timeout_ms=1500):
+                 node_timeout_ms=2000):
         self.run_dir = os.path.abspath(run_dir)
         self.base_port = base_port
         self.password = password

@@ -47,7 +47,7 @@ class ClusterStackTestCase(support.StackTestCase):
 
     cluster = None
     cluster_password = None
-    node_timeout_ms = 1500
+    node_timeout_ms = 2000
 
     @classmethod
     def setUpClass(cls):
