@@ -572,7 +572,8 @@ class ClusterPhase:
         try:
             self.start()
             self.hot()
-            self.report()
+            if self.k.cluster_report:
+                self.report()
             self.health()
         except (OSError, RuntimeError, ValueError, KeyError) as e:
             raise B.BenchError("cluster phase: %s: %s" % (type(e).__name__, e))
