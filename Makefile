@@ -6,10 +6,13 @@
 #   make lint          cppcheck, clang-tidy, banned functions
 #   make format-check  clang-format must have nothing to change
 #   make run           redis-server + app + nginx in the foreground
+#                      (with REDIS_CLUSTER=host:port,...: no Redis, the app on that cluster)
+#   make run-cluster   the same on a local Redis Cluster: 6 redis-server (3 masters,
+#                      3 replicas) on REDIS_PORT..REDIS_PORT+5, state in RUN_DIR/cluster
 #   make bench         the benchmark (never part of make test)
 #   make soak          60 s saturation: worker memory and fds stay flat
 #   make fuzz          the canonical-path fuzzer for FUZZ_SECONDS
-#   make test-e2e      docker-compose end to end (needs Docker)
+#   make test-e2e      docker-compose end to end, standalone and cluster (needs Docker)
 #
 # Interface variables of `make run`: HTTP_PORT, REDIS_PORT, RUN_DIR.
 
@@ -49,7 +52,7 @@ REL_OBJS := $(call objs,$(BUILD),$(APP_SRCS))
 ASAN_OBJS := $(call objs,$(BUILD)/asan,$(APP_SRCS))
 
 .PHONY: all asan unit test test-unit test-integration test-asan lint format format-check \
-        run deps bench soak fuzz test-e2e clean
+        run run-cluster deps bench soak fuzz test-e2e clean
 
 all: $(BUILD)/reqstats
 
@@ -128,6 +131,10 @@ run: deps all
 	@HTTP_PORT=$(HTTP_PORT) REDIS_PORT=$(REDIS_PORT) RUN_DIR=$(RUN_DIR) \
 	    exec $(PYTHON) tests/stack.py --bin $(BUILD)/reqstats
 
+run-cluster: deps all
+	@HTTP_PORT=$(HTTP_PORT) REDIS_PORT=$(REDIS_PORT) RUN_DIR=$(RUN_DIR) \
+	    exec $(PYTHON) tests/stack.py --cluster --bin $(BUILD)/reqstats
+
 # Debian 12 packages the build, the tests and `make run` need. Installed
 # with apt-get when missing (root), otherwise listed.
 DEPS_PKGS := gcc make pkg-config libfcgi-dev libhiredis-dev libjansson-dev \
@@ -155,8 +162,9 @@ soak: deps all
 fuzz:
 	@tests/fuzz/run $(FUZZ_SECONDS)
 
+# Both compose files: the standalone stack, then the cluster override.
 test-e2e:
-	@tests/e2e/run
+	@rc=0; tests/e2e/run || rc=1; tests/e2e/cluster || rc=1; exit $$rc
 
 clean:
 	rm -rf $(BUILD)

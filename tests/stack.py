@@ -155,12 +155,17 @@ class Stack:
     nginx also listens on the unix socket http.sock, and the app's test runs
     go through it (TEST_TARGET_SOCKET), as in docker-compose.yml; an app_env
     with TEST_TARGET_SOCKET="" sends them over TCP to TEST_TARGET_URL.
+
+    redis_cluster: run on a Redis Cluster instead (docs/API.md section 7):
+    a cluster.LocalCluster, or a REDIS_CLUSTER seed string for a cluster
+    started elsewhere. No redis-server is started or stopped then; the app
+    gets REDIS_CLUSTER, and redis_cmd() routes by key (LocalCluster only).
     """
 
     def __init__(self, run_dir, http_port=None, redis_port=None, binary=None,
                  app_env=None, nginx_workers=1, nginx_keepalive=64, persist=False,
                  foreground=False, extra_nginx_conf=None, fcgi="unix",
-                 redis_password=None):
+                 redis_password=None, redis_cluster=None):
         self.run_dir = os.path.abspath(run_dir)
         self.http_port = http_port or free_port()
         self.redis_port = redis_port or free_port()
@@ -179,6 +184,9 @@ class Stack:
         self.fcgi = fcgi
         self.fcgi_port = free_port() if fcgi == "tcp" else None
         self.redis_password = redis_password
+        self.redis_cluster = redis_cluster
+        if redis_cluster is not None and redis_password is None:
+            self.redis_password = getattr(redis_cluster, "password", None)
         self.redis = self.app = self.nginx = None
         self.app_log = os.path.join(self.logs, "app.log")
         self.access_log = os.path.join(self.logs, "access.log")
@@ -200,10 +208,11 @@ class Stack:
     def start(self):
         os.makedirs(self.logs, exist_ok=True)
         for what, port in (("HTTP_PORT", self.http_port), ("REDIS_PORT", self.redis_port)):
-            if port_open(port):
+            if port_open(port) and not (what == "REDIS_PORT" and self.redis_cluster):
                 raise RuntimeError("%s %d is already in use" % (what, port))
         try:
-            self.start_redis()
+            if self.redis_cluster is None:
+                self.start_redis()
             self.start_app()
             self.start_nginx()
             self.wait_ready()
@@ -252,6 +261,8 @@ class Stack:
         })
         if self.redis_password:
             env["REDIS_PASSWORD"] = self.redis_password
+        if self.redis_cluster is not None:
+            env["REDIS_CLUSTER"] = getattr(self.redis_cluster, "seeds", self.redis_cluster)
         env.update(self.app_env)
         # Sanitizer builds: report everything, fail loudly, no leak noise
         # from libraries beyond our control is expected.
@@ -360,7 +371,8 @@ class Stack:
         return code
 
     def stop_redis(self):
-        """Stop Redis the way an operator does: SHUTDOWN writes the AOF."""
+        """Stop Redis the way an operator does: SHUTDOWN writes the AOF.
+        (A cluster is its owner's to stop.)"""
         return self._stop(self.redis, signal.SIGTERM, 10)
 
     def stop(self):
@@ -417,6 +429,10 @@ class Stack:
 
     def redis_cmd(self, *args):
         """One Redis command over a raw RESP connection; returns the decoded reply."""
+        if self.redis_cluster is not None:
+            if not hasattr(self.redis_cluster, "call"):
+                raise RuntimeError("redis_cmd: the cluster was started elsewhere")
+            return self.redis_cluster.call(*args)
         with socket.create_connection(("127.0.0.1", self.redis_port), timeout=5) as s:
             f = s.makefile("rb")
             if self.redis_password:
@@ -461,12 +477,24 @@ def main():
     ap = argparse.ArgumentParser(description="Run redis-server, reqstats and nginx in the "
                                  "foreground (make run).")
     ap.add_argument("--bin", default=DEFAULT_BIN)
+    ap.add_argument("--cluster", action="store_true",
+                    help="a local Redis Cluster of 6 redis-server on REDIS_PORT..REDIS_PORT+5 "
+                    "instead of one redis-server (make run-cluster)")
     args = ap.parse_args()
     run_dir = os.environ.get("RUN_DIR", "./run")
     http_port = int(os.environ.get("HTTP_PORT", "5000"))
     redis_port = int(os.environ.get("REDIS_PORT", "6379"))
+    # make run with REDIS_CLUSTER: the app on that cluster, no Redis of ours.
+    redis_cluster = os.environ.get("REDIS_CLUSTER") or None
+    local = None
+    if args.cluster:
+        import cluster  # tests/cluster.py
+        local = cluster.LocalCluster(os.path.join(run_dir, "cluster"), base_port=redis_port,
+                                     password=os.environ.get("REDIS_PASSWORD") or None,
+                                     node_timeout_ms=5000)
+        redis_cluster = local
     stack = Stack(run_dir, http_port=http_port, redis_port=redis_port, binary=args.bin,
-                  persist=True, foreground=True)
+                  persist=True, foreground=True, redis_cluster=redis_cluster)
     stopping = []
 
     def on_signal(sig, frame):
@@ -474,22 +502,34 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
+        if local is not None:
+            print("make run: starting a Redis Cluster on ports %d..%d (state in %s)"
+                  % (redis_port, redis_port + 5, local.run_dir), file=sys.stderr, flush=True)
+            local.start(timeout=120)
+            for s in local.shards():
+                print("make run: slots %s on master %d, replicas %s"
+                      % (" ".join("%d-%d" % r for r in s["slots"]), s["master"], s["replicas"]),
+                      file=sys.stderr, flush=True)
         stack.start()
     except Exception as e:
         print("make run: %s" % e, file=sys.stderr)
+        if local is not None:
+            local.stop()
         return 1
     print("reqstats is up: %s/stats/  (state in %s, access log %s; Ctrl-C stops)"
           % (stack.base_url, stack.run_dir, stack.access_log), file=sys.stderr, flush=True)
     while not stopping:
         for name, proc in (("redis-server", stack.redis), ("reqstats", stack.app),
                            ("nginx", stack.nginx)):
-            if proc.poll() is not None:
+            if proc is not None and proc.poll() is not None:
                 print("make run: %s exited with %s; stopping" % (name, proc.returncode),
                       file=sys.stderr)
                 stopping.append(0)
         time.sleep(0.5)
     print("make run: stopping", file=sys.stderr, flush=True)
     stack.stop()
+    if local is not None:
+        local.stop()
     return 0
 
 
