@@ -581,7 +581,12 @@ static int apply_shards(struct cluster *cl, const redisReply *r)
             const char *host = NULL;
 
             if (!field_is(nd, "role", "master")) {
-                nrep++;
+                nrep += !field_is(nd, "health", "fail");
+                continue;
+            }
+            /* A failed master stays listed beside the replica that took
+             * its place: take the live one. */
+            if (field_is(nd, "health", "fail") && (master >= 0 || j + 1 < nodes->elements)) {
                 continue;
             }
             if (ep != NULL && ep->type == REDIS_REPLY_STRING && ep->len > 0 &&

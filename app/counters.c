@@ -295,6 +295,10 @@ int counters_startup(struct counters *ctr)
         }
     }
     log_info("Redis Cluster: %d masters found from REDIS_CLUSTER=%s", m, cfg->redis_cluster);
+    for (int i = 0; i < ctr->n; i++) {
+        log_debug("shard %d: key %s, slot %d, on %s", i, ctr->sh[i].k_hits, ctr->sh[i].slot,
+                  cluster_slot_node(ctr->cl, ctr->sh[i].slot));
+    }
     for (int k = 0; k < m; k++) {
         log_info("Redis Cluster: master %s: %d slots, %d replicas, %d of %d shards",
                  cluster_node_name(ctr->cl, idx[k]), slots[k], reps[k], per[k], ctr->n);
