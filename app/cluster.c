@@ -952,13 +952,16 @@ static void batch_reply(struct cluster *cl, int i, redisReply *r, int64_t now)
         freeReplyObject(r); /* +OK; the command's own reply follows */
         return;
     }
-    if (r->type != REDIS_REPLY_ERROR || !cl->cluster) {
+    if (r->type != REDIS_REPLY_ERROR) {
         node_ok(nd);
         p.done(p.arg, p.cookie, r);
         return;
     }
-    kind = slotmap_classify(r->str, r->len, &rd);
+    kind = cl->cluster ? slotmap_classify(r->str, r->len, &rd) : SLOTMAP_ERROR;
     if (kind == SLOTMAP_ERROR) {
+        /* An error reply (OOM, a busy script): the command did nothing.
+         * Back off before the caller sends it again. */
+        node_failed(cl, nd, "command", r->str);
         p.done(p.arg, p.cookie, r);
         return;
     }
