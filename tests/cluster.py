@@ -464,10 +464,13 @@ class LocalCluster:
 
     def crash_unreplicated(self, master_port, meanwhile, timeout=60):
         """A crash that loses acknowledged writes: pause (SIGSTOP) the
-        master's replicas, call meanwhile() (the caller's writes, which the
-        master acknowledges but cannot replicate), SIGKILL the master, then
-        resume the replicas; one of them is promoted without those writes.
-        Waits until it is and the cluster settled; returns its port."""
+        master's replicas and cut their replication links (CLIENT KILL TYPE
+        replica: what the master writes from then on reaches no replica;
+        a paused replica alone would still find it in its socket buffer),
+        call meanwhile() (the caller's writes, which the master
+        acknowledges), SIGKILL the master, then resume the replicas; one of
+        them is promoted without those writes. Waits until it is and the
+        cluster settled; returns its port."""
         t0 = time.monotonic()
         replicas = self.replicas_of(master_port)
         if not replicas:
@@ -476,6 +479,7 @@ class LocalCluster:
             os.kill(self.pid(p), signal.SIGSTOP)
             self.paused.add(p)
         try:
+            self.cmd(master_port, "CLIENT", "KILL", "TYPE", "replica")
             meanwhile()
         finally:
             proc = self.procs[master_port]
