@@ -35,6 +35,7 @@
 #include "listener.h"
 #include "log.h"
 #include "runner.h"
+#include "sig.h"
 #include "statcache.h"
 #include "worker.h"
 
@@ -88,16 +89,12 @@ static const char *role_name(enum role r)
 /* In the child: reset what the master set up, run, exit. */
 static void child_main(struct master *m, struct child *c, pid_t master_pid)
 {
-    struct sigaction sa;
-    sigset_t none;
+    static const int reset[] = {SIGCHLD, SIGHUP, 0};
     int status;
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = SIG_DFL;
-    sigaction(SIGCHLD, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (sig_reset(reset) != 0) {
+        log_warn("signal reset: %s", strerror(errno));
+    }
 
     /* Die with the master, even one killed with SIGKILL: the kernel sends
      * SIGTERM, and the child stops gracefully. If the master is already
@@ -315,9 +312,9 @@ static void shutdown_children(struct master *m)
 
 int master_run(const struct config *cfg)
 {
+    static const int handled[] = {SIGCHLD, SIGTERM, SIGINT, 0};
+    static const int ignored[] = {SIGHUP, SIGPIPE, 0};
     struct master m;
-    struct sigaction sa;
-    sigset_t block;
     char err[256];
     int status = 0, nworkers = cfg->workers;
 
@@ -363,24 +360,7 @@ int master_run(const struct config *cfg)
         m.children[i].index = i < nworkers ? i : 0;
     }
 
-    sigemptyset(&block);
-    sigaddset(&block, SIGCHLD);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGHUP);
-    sigprocmask(SIG_BLOCK, &block, &m.waitmask);
-    sigdelset(&m.waitmask, SIGCHLD);
-    sigdelset(&m.waitmask, SIGTERM);
-    sigdelset(&m.waitmask, SIGINT);
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGCHLD, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGHUP, &sa, NULL);
-    sigaction(SIGPIPE, &sa, NULL);
+    sig_setup(on_signal, handled, ignored, &m.waitmask);
 
     log_info("reqstats starting: listening on %s%s, %d workers, test runs %s",
              cfg->fcgi_unix ? "unix:" : "", cfg->fcgi_listen, nworkers,

@@ -44,6 +44,7 @@
 #include "clock.h"
 #include "log.h"
 #include "run.h"
+#include "sig.h"
 #include "store.h"
 #include "urlgen.h"
 
@@ -449,7 +450,7 @@ static void execute(struct runner *rn, struct run *r)
                 goto fail;
             }
         }
-        n = epoll_wait(rn->epfd, evs, 64, timer_wait(rn, 100));
+        n = epoll_pwait(rn->epfd, evs, 64, timer_wait(rn, 100), &rn->waitmask);
         if (n < 0 && errno != EINTR) {
             snprintf(err, sizeof(err), "epoll_wait: %s", strerror(errno));
             goto fail;
@@ -495,26 +496,21 @@ static void sweep(struct runner *rn)
 
 int runner_run(const struct config *cfg)
 {
+    static const int handled[] = {SIGTERM, SIGINT, 0};
+    static const int ignored[] = {SIGPIPE, 0};
     struct runner rn;
-    struct sigaction sa;
-    sigset_t block;
     int64_t last_sweep = 0;
     int status = 0;
 
     memset(&rn, 0, sizeof(rn));
     rn.epfd = -1;
     rn.cfg = cfg;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-    /* Stop signals interrupt the idle wait and epoll_wait (bounded at
-     * 100 ms) and are checked after each. */
-    sigemptyset(&block);
-    sigprocmask(SIG_BLOCK, &block, &rn.waitmask);
+    /* Stop signals arrive only in the idle wait and the transfers'
+     * epoll_pwait, and stop_flag is checked after each. */
+    if (sig_setup(on_stop, handled, ignored, &rn.waitmask) != 0) {
+        log_error("signal setup: %s", strerror(errno));
+        return CONFIG_EXIT_FATAL;
+    }
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         log_error("curl_global_init failed");

@@ -58,6 +58,7 @@
 #include "handler.h"
 #include "hitbuf.h"
 #include "log.h"
+#include "sig.h"
 #include "store.h"
 
 #define TAG_LISTEN UINT64_MAX
@@ -436,8 +437,8 @@ static void shutdown_worker(struct worker *w)
 static int worker_init(struct worker *w, const struct config *cfg, int listen_fd, int index,
                        int *load, struct statcache *sc)
 {
-    struct sigaction sa;
-    sigset_t block;
+    static const int handled[] = {SIGTERM, SIGINT, 0};
+    static const int ignored[] = {SIGPIPE, 0};
 
     memset(w, 0, sizeof(*w));
     w->cfg = cfg;
@@ -451,19 +452,10 @@ static int worker_init(struct worker *w, const struct config *cfg, int listen_fd
     /* Stop signals: handled, blocked outside epoll_pwait. libfcgi's own
      * SIGTERM/SIGPIPE handlers are installed only over SIG_DFL/SIG_IGN, so
      * ours must be in place before FCGX_Init(). */
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    sigprocmask(SIG_BLOCK, &block, &w->waitmask);
-    sigdelset(&w->waitmask, SIGTERM);
-    sigdelset(&w->waitmask, SIGINT);
+    if (sig_setup(on_stop, handled, ignored, &w->waitmask) != 0) {
+        log_error("signal setup: %s", strerror(errno));
+        return -1;
+    }
 
     if (FCGX_Init() != 0) {
         log_error("FCGX_Init failed");
