@@ -111,15 +111,15 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --std=c11 -D_GNU_SOURCE --suppress=missingIncludeSystem --inline-suppr app/
 	clang-tidy --quiet $(APP_SRCS) -- -std=c11 -D_GNU_SOURCE -Iapp
-	@if grep -nE '\b($(BANNED))\s*\(' app/*.c app/*.h tests/unit/*.c tests/fuzz/*.c; then \
+	@if grep -nE '\b($(BANNED))\s*\(' app/*.c app/*.h tests/unit/*.c tests/fuzz/*.c tests/integration/*.c; then \
 	    echo "lint: banned function used (see above)"; exit 1; fi
 	@echo "lint: ok"
 
 format:
-	clang-format -i app/*.c app/*.h tests/unit/*.c tests/fuzz/*.c
+	clang-format -i app/*.c app/*.h tests/unit/*.c tests/fuzz/*.c tests/integration/*.c
 
 format-check:
-	@clang-format --dry-run --Werror app/*.c app/*.h tests/unit/*.c tests/fuzz/*.c && \
+	@clang-format --dry-run --Werror app/*.c app/*.h tests/unit/*.c tests/fuzz/*.c tests/integration/*.c && \
 	    echo "format-check: ok"
 
 # ---- running ---------------------------------------------------------------

@@ -118,13 +118,34 @@ static void child_main(struct master *m, struct child *c, pid_t master_pid)
     exit(status);
 }
 
+/* Schedule c's next start: at once after a long life, else after a
+ * backoff that doubles up to RESPAWN_MAX_MS while it keeps failing fast. */
+static void schedule_respawn(struct child *c, int64_t now, int quick)
+{
+    if (quick) {
+        c->backoff_ms = c->backoff_ms == 0 ? RESPAWN_MIN_MS : c->backoff_ms * 2;
+        if (c->backoff_ms > RESPAWN_MAX_MS) {
+            c->backoff_ms = RESPAWN_MAX_MS;
+        }
+    } else {
+        c->backoff_ms = 0;
+    }
+    c->respawn_at = now + c->backoff_ms;
+}
+
+/* Start c. A failed fork schedules a retry like a quick death, so the
+ * pool is never left short. Returns 0, or -1 if the fork failed. */
 static int spawn(struct master *m, struct child *c)
 {
     pid_t master_pid = getpid();
     pid_t pid = fork();
 
     if (pid < 0) {
-        log_error("fork %s %d: %s", role_name(c->role), c->index, strerror(errno));
+        int err = errno;
+
+        schedule_respawn(c, clock_mono_ms(), 1);
+        log_error("fork %s %d: %s; retrying in %d ms", role_name(c->role), c->index, strerror(err),
+                  c->backoff_ms);
         return -1;
     }
     if (pid == 0) {
@@ -190,15 +211,7 @@ static void reap(struct master *m, int stopping)
                       (long)pid, how);
             continue;
         }
-        if (now - c->started_ms < RESPAWN_QUICK_MS) {
-            c->backoff_ms = c->backoff_ms == 0 ? RESPAWN_MIN_MS : c->backoff_ms * 2;
-            if (c->backoff_ms > RESPAWN_MAX_MS) {
-                c->backoff_ms = RESPAWN_MAX_MS;
-            }
-        } else {
-            c->backoff_ms = 0;
-        }
-        c->respawn_at = now + c->backoff_ms;
+        schedule_respawn(c, now, now - c->started_ms < RESPAWN_QUICK_MS);
         log_warn("%s %d (pid %ld) %s; respawning in %d ms", role_name(c->role), c->index, (long)pid,
                  how, c->backoff_ms);
     }
@@ -215,12 +228,8 @@ static int respawn_due(struct master *m)
         if (c->pid != 0 || c->fatal || c->respawn_at == 0) {
             continue;
         }
-        if (c->respawn_at <= now) {
-            if (spawn(m, c) != 0) {
-                c->respawn_at = now + RESPAWN_MAX_MS;
-            } else {
-                continue;
-            }
+        if (c->respawn_at <= now && spawn(m, c) == 0) {
+            continue; /* started; a failed fork scheduled a retry */
         }
         if (next < 0 || c->respawn_at < next) {
             next = c->respawn_at;
