@@ -325,23 +325,25 @@ int master_run(const struct config *cfg)
     static const int ignored[] = {SIGHUP, SIGPIPE, 0};
     struct master m;
     char err[256];
-    int status = 0, nworkers = cfg->workers;
+    int status = 1, nworkers = cfg->workers;
 
     memset(&m, 0, sizeof(m));
     m.cfg = cfg;
     m.listen_fd = listener_open(cfg, err, sizeof(err));
     if (m.listen_fd < 0) {
         log_error("cannot listen: %s", err);
-        return CONFIG_EXIT_FATAL;
+        status = CONFIG_EXIT_FATAL;
+        goto out;
     }
     /* Shared before the fork, so every worker sees every other's load. */
     m.load = mmap(NULL, (size_t)nworkers * sizeof(*m.load), PROT_READ | PROT_WRITE,
                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (m.load == MAP_FAILED) {
-        log_error("mmap: %s", strerror(errno));
-        close(m.listen_fd);
-        listener_unlink(cfg);
-        return 1;
+        int e = errno;
+
+        m.load = NULL;
+        log_error("mmap: %s", strerror(e));
+        goto out;
     }
     for (int i = 0; i < nworkers; i++) {
         m.load[i] = -1;
@@ -349,31 +351,35 @@ int master_run(const struct config *cfg)
     if (cfg->stats_cache_ms > 0) {
         m.sc = statcache_new(cfg->stats_cache_ms, STATCACHE_SLOTS, STATCACHE_SLOT_BYTES);
         if (m.sc == NULL) {
+            int e = errno;
+
             /* Answers stay correct without it, only every one reads Redis. */
             log_warn("/stats/ cache unavailable (%s): every /stats/ request reads Redis",
-                     strerror(errno));
+                     strerror(e));
         }
     }
     m.nchildren = nworkers + (cfg->test_enabled ? 1 : 0);
     m.children = calloc((size_t)m.nchildren, sizeof(*m.children));
     if (m.children == NULL) {
         log_error("out of memory");
-        statcache_free(m.sc);
-        munmap(m.load, (size_t)nworkers * sizeof(*m.load));
-        close(m.listen_fd);
-        listener_unlink(cfg);
-        return 1;
+        goto out;
     }
     for (int i = 0; i < m.nchildren; i++) {
         m.children[i].role = i < nworkers ? ROLE_WORKER : ROLE_RUNNER;
         m.children[i].index = i < nworkers ? i : 0;
     }
+    if (sig_setup(on_signal, handled, ignored, &m.waitmask) != 0) {
+        int e = errno;
 
-    sig_setup(on_signal, handled, ignored, &m.waitmask);
+        log_error("signal setup: %s", strerror(e));
+        goto out;
+    }
+    status = 0;
 
     log_info("reqstats starting: listening on %s%s, %d workers, test runs %s",
              cfg->fcgi_unix ? "unix:" : "", cfg->fcgi_listen, nworkers,
              cfg->test_enabled ? "enabled" : "disabled");
+    /* A child whose fork fails is scheduled for a retry by spawn(). */
     for (int i = 0; i < m.nchildren && !stop_flag; i++) {
         spawn(&m, &m.children[i]);
     }
@@ -398,12 +404,19 @@ int master_run(const struct config *cfg)
     }
 
     shutdown_children(&m);
+    log_info("stopped");
+
+out:
+    /* Still open only if start-up failed before any child ran: the socket
+     * is ours, so its path goes too. */
     if (m.listen_fd >= 0) {
         close(m.listen_fd);
+        listener_unlink(cfg);
     }
     free(m.children);
     statcache_free(m.sc);
-    munmap(m.load, (size_t)nworkers * sizeof(*m.load));
-    log_info("stopped");
+    if (m.load != NULL) {
+        munmap(m.load, (size_t)nworkers * sizeof(*m.load));
+    }
     return status;
 }
