@@ -37,7 +37,7 @@ static int connect_timeout(int family, const struct sockaddr *sa, socklen_t sale
 {
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     struct pollfd pfd;
-    int soerr = 0;
+    int soerr = 0, saved;
     socklen_t len = sizeof(soerr);
 
     if (fd < 0) {
@@ -46,27 +46,30 @@ static int connect_timeout(int family, const struct sockaddr *sa, socklen_t sale
     if (connect(fd, sa, salen) == 0) {
         return fd;
     }
-    if (errno != EINPROGRESS && errno != EAGAIN) {
+    saved = errno;
+    if (saved != EINPROGRESS && saved != EAGAIN) {
         goto fail;
     }
     pfd.fd = fd;
     pfd.events = POLLOUT;
     if (poll(&pfd, 1, timeout_ms) != 1) {
-        errno = ETIMEDOUT;
+        saved = ETIMEDOUT;
         goto fail;
     }
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0) {
-        errno = soerr != 0 ? soerr : errno;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) {
+        saved = errno;
+        goto fail;
+    }
+    if (soerr != 0) {
+        saved = soerr;
         goto fail;
     }
     return fd;
 
-fail : {
-    int saved = errno;
+fail:
     close(fd);
     errno = saved;
     return -1;
-}
 }
 
 static int open_unix(const struct config *cfg, char *err, size_t errlen)

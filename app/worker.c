@@ -462,13 +462,25 @@ static int worker_init(struct worker *w, const struct config *cfg, int listen_fd
         return -1;
     }
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (w->epfd < 0) {
+        int e = errno;
+
+        log_error("worker initialisation failed: epoll_create1: %s", strerror(e));
+        return -1;
+    }
     w->nslots = cfg->worker_connections;
     w->slots = calloc((size_t)w->nslots, sizeof(*w->slots));
     w->free_list = calloc((size_t)w->nslots, sizeof(*w->free_list));
     w->hb = hitbuf_new((size_t)cfg->hit_buffer_bytes);
+    if (w->slots == NULL || w->free_list == NULL || w->hb == NULL) {
+        log_error("worker initialisation failed: out of memory");
+        return -1;
+    }
     w->st = store_new(cfg);
-    if (w->epfd < 0 || w->slots == NULL || w->free_list == NULL || w->hb == NULL || w->st == NULL) {
-        log_error("worker initialisation failed: %s", strerror(errno));
+    if (w->st == NULL) {
+        int e = errno;
+
+        log_error("worker initialisation failed: store: %s", strerror(e));
         return -1;
     }
     for (int i = 0; i < w->nslots; i++) {
