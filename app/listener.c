@@ -19,6 +19,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* How long a connect to an existing socket file may take before the file
+ * is judged stale (left by a process that is gone). */
+#define STALE_PROBE_MS 500
+
 static int unix_addr(const struct config *cfg, struct sockaddr_un *sa)
 {
     memset(sa, 0, sizeof(*sa));
@@ -87,7 +91,7 @@ static int open_unix(const struct config *cfg, char *err, size_t errlen)
             snprintf(err, errlen, "%s exists and is not a socket", cfg->fcgi_listen);
             return -1;
         }
-        probe = connect_timeout(AF_UNIX, (struct sockaddr *)&sa, sizeof(sa), 500);
+        probe = connect_timeout(AF_UNIX, (struct sockaddr *)&sa, sizeof(sa), STALE_PROBE_MS);
         if (probe >= 0) {
             close(probe);
             snprintf(err, errlen, "%s is in use by a running process", cfg->fcgi_listen);

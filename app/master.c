@@ -48,6 +48,9 @@
 #define RESPAWN_MIN_MS   100
 #define RESPAWN_MAX_MS   5000
 
+/* While stopping, the master looks at its children at least this often. */
+#define SHUTDOWN_POLL_MS 100
+
 static volatile sig_atomic_t child_flag, stop_flag;
 
 static void on_signal(int sig)
@@ -314,7 +317,7 @@ static void shutdown_children(struct master *m)
         child_flag = 0;
         reap(m, 1);
         if (running(m) > 0) {
-            wait_signal(m, (int)(left < 100 ? left : 100));
+            wait_signal(m, (int)(left < SHUTDOWN_POLL_MS ? left : SHUTDOWN_POLL_MS));
         }
     }
 }

@@ -53,7 +53,10 @@
 #define STALE_MS     5000 /* a running run silent this long is dead */
 #define IDLE_WAIT_MS 200  /* queue polling interval when idle */
 #define FINISH_TRIES 25   /* x IDLE_WAIT_MS: how long to retry a final write */
-#define URL_MAX      (512 + URLGEN_URL_MAX)
+/* TEST_TARGET_URL followed by a generated path. */
+#define URL_MAX     (sizeof(((struct config *)0)->test_target_url) + URLGEN_URL_MAX)
+#define MAX_EVENTS  64  /* epoll events taken per wait */
+#define WAIT_MAX_MS 100 /* longest wait during a run: stop_flag is checked after each */
 
 /* A transfer's connect timeout: TEST_REQUEST_TIMEOUT_MS, at most this. */
 #define CONNECT_TIMEOUT_MAX_MS 2000L
@@ -111,8 +114,10 @@ static void sleep_ms(const struct runner *rn, int ms)
  * epoll set only if it reports an event while unwatched (the server closed
  * an idle connection). fds[fd] holds the registered events | FD_IN_SET,
  * plus FD_WATCHED while libcurl wants them. */
+#define FD_EVENTS  0xffffu /* the EPOLLIN/EPOLLOUT bits registered */
 #define FD_IN_SET  0x10000u
 #define FD_WATCHED 0x20000u
+#define FD_GROW    64 /* table entries added beyond a new highest fd */
 
 static uint32_t *fd_slot(struct runner *rn, int fd)
 {
@@ -120,7 +125,7 @@ static uint32_t *fd_slot(struct runner *rn, int fd)
         return NULL;
     }
     if ((size_t)fd >= rn->nfds) {
-        size_t n = (size_t)fd + 64;
+        size_t n = (size_t)fd + FD_GROW;
         uint32_t *grown = realloc(rn->fds, n * sizeof(*grown));
 
         if (grown == NULL) {
@@ -150,7 +155,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         *slot &= ~FD_WATCHED;
         return 0;
     }
-    if ((*slot & FD_IN_SET) && (*slot & 0xffffu) == want) {
+    if ((*slot & FD_IN_SET) && (*slot & FD_EVENTS) == want) {
         *slot |= FD_WATCHED;
         return 0;
     }
@@ -459,7 +464,7 @@ static void execute(struct runner *rn, struct run *r)
     write_progress(rn, r);
 
     while (r->succeeded + r->failed < r->requests) {
-        struct epoll_event evs[64];
+        struct epoll_event evs[MAX_EVENTS];
         CURLMcode mc = CURLM_OK;
         int64_t now = clock_mono_ms();
         int n;
@@ -479,7 +484,7 @@ static void execute(struct runner *rn, struct run *r)
                 goto fail;
             }
         }
-        n = epoll_pwait(rn->epfd, evs, 64, timer_wait(rn, 100), &rn->waitmask);
+        n = epoll_pwait(rn->epfd, evs, MAX_EVENTS, timer_wait(rn, WAIT_MAX_MS), &rn->waitmask);
         if (n < 0 && errno != EINTR) {
             snprintf(err, sizeof(err), "epoll_wait: %s", strerror(errno));
             goto fail;
@@ -487,7 +492,7 @@ static void execute(struct runner *rn, struct run *r)
         for (int i = 0; i < n && mc == CURLM_OK; i++) {
             mc = socket_event(rn, &evs[i], &running);
         }
-        if (mc == CURLM_OK && rn->timer_at >= 0 && timer_wait(rn, 100) == 0) {
+        if (mc == CURLM_OK && rn->timer_at >= 0 && timer_wait(rn, WAIT_MAX_MS) == 0) {
             rn->timer_at = -1;
             mc = curl_multi_socket_action(rn->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         }

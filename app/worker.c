@@ -82,7 +82,21 @@
 
 /* Request bodies are not used; this much is read and discarded before a
  * connection is closed instead. nginx's client_max_body_size is far lower. */
-#define DRAIN_BODY_MAX ((size_t)64 * 1024)
+#define DRAIN_BODY_MAX   ((size_t)64 * 1024)
+#define DRAIN_BODY_CHUNK 4096
+
+/* A stopping worker's drain loop waits at most this long per round, so it
+ * sees DRAIN_MS pass. */
+#define DRAIN_POLL_MS 50
+
+/* At shutdown, held hits are written until SHUTDOWN_TIMEOUT_MS minus
+ * SHUTDOWN_MARGIN_MS (so the worker exits before the master's SIGKILL),
+ * but for at least FLUSH_MIN_MS. */
+#define SHUTDOWN_MARGIN_MS 1000
+#define FLUSH_MIN_MS       100
+
+/* Dropped hits are logged at most once per this interval. */
+#define DROP_LOG_INTERVAL_MS 1000
 
 static volatile sig_atomic_t stop_flag;
 
@@ -228,7 +242,7 @@ static int accept_allowed(const struct worker *w)
  * Returns 0, or -1 if the body is too large (close the connection). */
 static int drain_body(FCGX_Stream *in)
 {
-    char buf[4096];
+    char buf[DRAIN_BODY_CHUNK];
     size_t total = 0;
     int n;
 
@@ -245,7 +259,7 @@ static void log_drops(struct worker *w, int64_t now)
 {
     uint64_t dropped = hitbuf_dropped_total(w->hb);
 
-    if (dropped != w->dropped_logged && now - w->dropped_log_ms >= 1000) {
+    if (dropped != w->dropped_logged && now - w->dropped_log_ms >= DROP_LOG_INTERVAL_MS) {
         log_warn("hit buffer full (%zu bytes): dropped %llu hits (%llu since start)",
                  hitbuf_bytes(w->hb), (unsigned long long)(dropped - w->dropped_logged),
                  (unsigned long long)dropped);
@@ -392,7 +406,7 @@ static int loop_once(struct worker *w, int max_wait_ms, int force_flush)
 static void shutdown_worker(struct worker *w)
 {
     int64_t start = clock_mono_ms();
-    int64_t flush_deadline = start + w->cfg->shutdown_timeout_ms - 1000;
+    int64_t flush_deadline = start + w->cfg->shutdown_timeout_ms - SHUTDOWN_MARGIN_MS;
 
     /* Stop accepting (the master and the other workers keep the listen
      * socket open). */
@@ -402,7 +416,7 @@ static void shutdown_worker(struct worker *w)
 
     /* Answer what nginx already sent on kept connections. */
     while (w->conns > 0 && clock_mono_ms() - start < DRAIN_MS) {
-        if (loop_once(w, 50, 0) < 0) {
+        if (loop_once(w, DRAIN_POLL_MS, 0) < 0) {
             break;
         }
     }
@@ -414,8 +428,8 @@ static void shutdown_worker(struct worker *w)
     }
 
     /* Write every held hit. */
-    if (flush_deadline < start + 100) {
-        flush_deadline = start + 100;
+    if (flush_deadline < start + FLUSH_MIN_MS) {
+        flush_deadline = start + FLUSH_MIN_MS;
     }
     while (hitbuf_unwritten_hits(w->hb) > 0 || hitbuf_batch(w->hb) != NULL) {
         int64_t now = clock_mono_ms();
