@@ -8,7 +8,8 @@
  *     and schedule a respawn. A child that ran less than RESPAWN_QUICK_MS
  *     is respawned after a backoff that doubles up to RESPAWN_MAX_MS, so a
  *     crash loop cannot spin; one that exits with CONFIG_EXIT_FATAL is never
- *     respawned (and if every worker did so, the master gives up);
+ *     respawned (and if every worker did so, the master gives up). A fork
+ *     that fails, at start-up or later, is retried after the same backoff;
  *   - SIGTERM, SIGINT: remove the unix socket so nginx stops connecting,
  *     send SIGTERM to every child (they finish requests and flush their
  *     hits), wait up to SHUTDOWN_TIMEOUT_MS, SIGKILL the rest, exit 0.
@@ -96,7 +97,9 @@ static void child_main(struct master *m, struct child *c, pid_t master_pid)
     int status;
 
     if (sig_reset(reset) != 0) {
-        log_warn("signal reset: %s", strerror(errno));
+        int e = errno;
+
+        log_warn("signal reset: %s", strerror(e));
     }
 
     /* Die with the master, even one killed with SIGKILL: the kernel sends
