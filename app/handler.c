@@ -37,6 +37,15 @@
 /* Runs GET /test/runs/ lists when no limit is given. */
 #define RUNS_DEFAULT_LIMIT 20
 
+/* Longest request id echoed (nginx's $request_id has 32 hex digits) and
+ * longest method named in a 405 message. */
+#define REQUEST_ID_MAX 64
+#define METHOD_MAX     32
+
+/* A /stats/ page up to this size is built on the stack; a larger one
+ * moves to the heap (jsonbuf.c). */
+#define STATS_STACK_BYTES 16384
+
 /* Seconds a client should wait after a 429 or 503. */
 #define RETRY_AFTER_BUSY  "Retry-After: 5\r\n"
 #define RETRY_AFTER_REDIS "Retry-After: 1\r\n"
@@ -66,7 +75,7 @@ static const char *valid_request_id(const char *id)
         return NULL;
     }
     n = strspn(id, "0123456789abcdefABCDEF-_.");
-    return n == strlen(id) && n <= 64 ? id : NULL;
+    return n == strlen(id) && n <= REQUEST_ID_MAX ? id : NULL;
 }
 
 /* Methods are HTTP tokens; echo one in a message only if it is one. */
@@ -74,7 +83,7 @@ static int valid_method(const char *m)
 {
     size_t n =
         strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!#$%&'*+^`|~");
-    return *m != '\0' && n == strlen(m) && n <= 32;
+    return *m != '\0' && n == strlen(m) && n <= METHOD_MAX;
 }
 
 static void serve_error(struct request *r, int status, const char *code, const char *message,
@@ -203,7 +212,7 @@ static void serve_stats(const struct handler_ctx *ctx, struct request *r)
     unsigned long long limit, offset;
     struct store_page page;
     struct jsonbuf jb;
-    char storage[16384];
+    char storage[STATS_STACK_BYTES];
     int64_t now;
 
     if (query_number(r, "limit", 1, (unsigned long long)ctx->cfg->stats_max_limit,
@@ -414,7 +423,10 @@ void handler_serve(const struct handler_ctx *ctx, FCGX_Request *req)
     r.rp.request_id = valid_request_id(param(req, "REQUEST_ID"));
 
     if (path_canon(uri != NULL ? uri : "/", urilen, r.path, &r.pathlen) != 0) {
-        serve_error(&r, 414, "uri_too_long", "the canonical path is longer than 2048 bytes", NULL);
+        char msg[64];
+
+        snprintf(msg, sizeof(msg), "the canonical path is longer than %d bytes", PATH_CANON_MAX);
+        serve_error(&r, 414, "uri_too_long", msg, NULL);
         return;
     }
 

@@ -57,9 +57,10 @@ struct statcache *statcache_new(int ttl_ms, int nslots, size_t slot_bytes)
     size_t bytes = sizeof(struct statcache) + (size_t)nslots * (sizeof(struct slot) + slot_bytes);
     pthread_mutexattr_t attr;
     struct statcache *sc;
-    int ok;
+    int rc;
 
     if (ttl_ms <= 0 || nslots <= 0 || slot_bytes == 0) {
+        errno = EINVAL;
         return NULL;
     }
     sc = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -71,13 +72,21 @@ struct statcache *statcache_new(int ttl_ms, int nslots, size_t slot_bytes)
     sc->nslots = nslots;
     sc->slot_bytes = slot_bytes;
     sc->map_bytes = bytes;
-    ok = pthread_mutexattr_init(&attr) == 0;
-    ok = ok && pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED) == 0 &&
-         pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST) == 0 &&
-         pthread_mutex_init(&sc->lock, &attr) == 0;
-    pthread_mutexattr_destroy(&attr);
-    if (!ok) {
+    /* The pthread calls return their error instead of setting errno. */
+    rc = pthread_mutexattr_init(&attr);
+    if (rc == 0) {
+        rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+        if (rc == 0) {
+            rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+        }
+        if (rc == 0) {
+            rc = pthread_mutex_init(&sc->lock, &attr);
+        }
+        pthread_mutexattr_destroy(&attr);
+    }
+    if (rc != 0) {
         munmap(sc, bytes);
+        errno = rc;
         return NULL;
     }
     return sc;

@@ -15,8 +15,8 @@
  * so a hit is still visible in /stats/ within 100 ms of its response. */
 struct statcache;
 
-/* Map a cache of nslots slots of slot_bytes each; NULL on failure. Call in
- * the master, before the fork. */
+/* Map a cache of nslots slots of slot_bytes each; NULL with errno set on
+ * failure. Call in the master, before the fork. */
 struct statcache *statcache_new(int ttl_ms, int nslots, size_t slot_bytes);
 
 /* Unmap (in the master, after its children are gone). NULL is ignored. */

@@ -58,6 +58,7 @@
 #include "handler.h"
 #include "hitbuf.h"
 #include "log.h"
+#include "sig.h"
 #include "store.h"
 
 #define TAG_LISTEN UINT64_MAX
@@ -81,7 +82,21 @@
 
 /* Request bodies are not used; this much is read and discarded before a
  * connection is closed instead. nginx's client_max_body_size is far lower. */
-#define DRAIN_BODY_MAX ((size_t)64 * 1024)
+#define DRAIN_BODY_MAX   ((size_t)64 * 1024)
+#define DRAIN_BODY_CHUNK 4096
+
+/* A stopping worker's drain loop waits at most this long per round, so it
+ * sees DRAIN_MS pass. */
+#define DRAIN_POLL_MS 50
+
+/* At shutdown, held hits are written until SHUTDOWN_TIMEOUT_MS minus
+ * SHUTDOWN_MARGIN_MS (so the worker exits before the master's SIGKILL),
+ * but for at least FLUSH_MIN_MS. */
+#define SHUTDOWN_MARGIN_MS 1000
+#define FLUSH_MIN_MS       100
+
+/* Dropped hits are logged at most once per this interval. */
+#define DROP_LOG_INTERVAL_MS 1000
 
 static volatile sig_atomic_t stop_flag;
 
@@ -227,7 +242,7 @@ static int accept_allowed(const struct worker *w)
  * Returns 0, or -1 if the body is too large (close the connection). */
 static int drain_body(FCGX_Stream *in)
 {
-    char buf[4096];
+    char buf[DRAIN_BODY_CHUNK];
     size_t total = 0;
     int n;
 
@@ -244,7 +259,7 @@ static void log_drops(struct worker *w, int64_t now)
 {
     uint64_t dropped = hitbuf_dropped_total(w->hb);
 
-    if (dropped != w->dropped_logged && now - w->dropped_log_ms >= 1000) {
+    if (dropped != w->dropped_logged && now - w->dropped_log_ms >= DROP_LOG_INTERVAL_MS) {
         log_warn("hit buffer full (%zu bytes): dropped %llu hits (%llu since start)",
                  hitbuf_bytes(w->hb), (unsigned long long)(dropped - w->dropped_logged),
                  (unsigned long long)dropped);
@@ -391,7 +406,7 @@ static int loop_once(struct worker *w, int max_wait_ms, int force_flush)
 static void shutdown_worker(struct worker *w)
 {
     int64_t start = clock_mono_ms();
-    int64_t flush_deadline = start + w->cfg->shutdown_timeout_ms - 1000;
+    int64_t flush_deadline = start + w->cfg->shutdown_timeout_ms - SHUTDOWN_MARGIN_MS;
 
     /* Stop accepting (the master and the other workers keep the listen
      * socket open). */
@@ -401,7 +416,7 @@ static void shutdown_worker(struct worker *w)
 
     /* Answer what nginx already sent on kept connections. */
     while (w->conns > 0 && clock_mono_ms() - start < DRAIN_MS) {
-        if (loop_once(w, 50, 0) < 0) {
+        if (loop_once(w, DRAIN_POLL_MS, 0) < 0) {
             break;
         }
     }
@@ -413,8 +428,8 @@ static void shutdown_worker(struct worker *w)
     }
 
     /* Write every held hit. */
-    if (flush_deadline < start + 100) {
-        flush_deadline = start + 100;
+    if (flush_deadline < start + FLUSH_MIN_MS) {
+        flush_deadline = start + FLUSH_MIN_MS;
     }
     while (hitbuf_unwritten_hits(w->hb) > 0 || hitbuf_batch(w->hb) != NULL) {
         int64_t now = clock_mono_ms();
@@ -436,8 +451,8 @@ static void shutdown_worker(struct worker *w)
 static int worker_init(struct worker *w, const struct config *cfg, int listen_fd, int index,
                        int *load, struct statcache *sc)
 {
-    struct sigaction sa;
-    sigset_t block;
+    static const int handled[] = {SIGTERM, SIGINT, 0};
+    static const int ignored[] = {SIGPIPE, 0};
 
     memset(w, 0, sizeof(*w));
     w->cfg = cfg;
@@ -451,32 +466,35 @@ static int worker_init(struct worker *w, const struct config *cfg, int listen_fd
     /* Stop signals: handled, blocked outside epoll_pwait. libfcgi's own
      * SIGTERM/SIGPIPE handlers are installed only over SIG_DFL/SIG_IGN, so
      * ours must be in place before FCGX_Init(). */
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    sigprocmask(SIG_BLOCK, &block, &w->waitmask);
-    sigdelset(&w->waitmask, SIGTERM);
-    sigdelset(&w->waitmask, SIGINT);
+    if (sig_setup(on_stop, handled, ignored, &w->waitmask) != 0) {
+        log_error("signal setup: %s", strerror(errno));
+        return -1;
+    }
 
     if (FCGX_Init() != 0) {
         log_error("FCGX_Init failed");
         return -1;
     }
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (w->epfd < 0) {
+        int e = errno;
+
+        log_error("worker initialisation failed: epoll_create1: %s", strerror(e));
+        return -1;
+    }
     w->nslots = cfg->worker_connections;
     w->slots = calloc((size_t)w->nslots, sizeof(*w->slots));
     w->free_list = calloc((size_t)w->nslots, sizeof(*w->free_list));
     w->hb = hitbuf_new((size_t)cfg->hit_buffer_bytes);
+    if (w->slots == NULL || w->free_list == NULL || w->hb == NULL) {
+        log_error("worker initialisation failed: out of memory");
+        return -1;
+    }
     w->st = store_new(cfg);
-    if (w->epfd < 0 || w->slots == NULL || w->free_list == NULL || w->hb == NULL || w->st == NULL) {
-        log_error("worker initialisation failed: %s", strerror(errno));
+    if (w->st == NULL) {
+        int e = errno;
+
+        log_error("worker initialisation failed: store: %s", strerror(e));
         return -1;
     }
     for (int i = 0; i < w->nslots; i++) {
