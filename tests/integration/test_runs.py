@@ -33,7 +33,7 @@ import stack as stackmod
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-STATUSES = ("queued", "running", "done", "failed")
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
 RECORD_FIELDS = ("id", "requests", "status", "sent", "succeeded", "failed", "pool",
                  "created_at", "started_at", "finished_at", "elapsed_seconds",
                  "requests_per_second")
