@@ -21,7 +21,6 @@
 
 #include "metrics.h"
 
-#include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 
