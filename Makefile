@@ -138,7 +138,8 @@ run: deps all
 # Debian 12 packages the build, the tests and `make run` need. Installed
 # with apt-get when missing (root), otherwise listed.
 DEPS_PKGS := gcc make pkg-config libfcgi-dev libhiredis-dev libjansson-dev \
-             libcurl4-openssl-dev libcmocka-dev nginx redis-server redis-tools python3 curl
+             libcurl4-openssl-dev libcmocka-dev nginx redis-server redis-tools python3 curl \
+             prometheus
 
 deps:
 	@missing=$$(for p in $(DEPS_PKGS); do \
