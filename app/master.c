@@ -378,8 +378,7 @@ int master_run(const struct config *cfg)
     if (m.mx == NULL) {
         int e = errno;
 
-        log_warn("/metrics figures unavailable (%s): only Redis series are served",
-                 strerror(e));
+        log_warn("/metrics figures unavailable (%s): only Redis series are served", strerror(e));
     }
     m.nchildren = nworkers + (cfg->test_enabled ? 1 : 0);
     m.children = calloc((size_t)m.nchildren, sizeof(*m.children));
