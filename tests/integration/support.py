@@ -121,6 +121,7 @@ class Load:
         self.retry_idle = retry_idle
         self.timeout = timeout
         self.records = []
+        self.other_answers = []  # (status, Content-Type, body) of each non-200 answer
         self.idle_retries = 0
         self._answers = 0
         self._next = 0
@@ -140,7 +141,10 @@ class Load:
     def _one(self, conn, path):
         conn.request("GET", path)
         r = conn.getresponse()
-        r.read()
+        body = r.read()
+        if r.status != 200:
+            with self._lock:
+                self.other_answers.append((r.status, r.getheader("content-type"), body[:500]))
         return r.status
 
     def _run(self):
