@@ -1,4 +1,4 @@
-"""Hostile input: raw requests from a corpus, sent over sockets (issue 6, API.md 1 and 6).
+"""Hostile input: raw requests from a corpus, sent over sockets (docs/API.md sections 1 and 6).
 
 The corpus is hostile_corpus.txt next to this file; its header documents the
 format (one case per line: name, acceptable statuses, the request in an
