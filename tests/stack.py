@@ -51,10 +51,13 @@ def port_open(port, host="127.0.0.1"):
 
 
 def wait_until(cond, timeout, what, interval=0.05):
+    """Poll cond() until it returns something true (returned) or timeout
+    seconds pass (RuntimeError)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if cond():
-            return
+        value = cond()
+        if value:
+            return value
         time.sleep(interval)
     raise RuntimeError("timed out after %.1f s waiting for %s" % (timeout, what))
 
