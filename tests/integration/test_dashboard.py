@@ -1,0 +1,396 @@
+"""The dashboard at / (docs/API.md section 9): nginx's answers, and the page in a
+real headless Chromium.
+
+  DashboardServing  what nginx answers for / and the assets under
+                    /__reqstats/dashboard/: content types, the
+                    Content-Security-Policy, nosniff, caching; page and
+                    asset loads are not counted; other methods and unknown
+                    assets get the JSON errors of docs/API.md section 6.
+  DashboardBrowser  Debian's chromium driven through chromedriver
+                    (tests/browser.py): the top URLs of /stats/ rendered in
+                    order with their counts, counted paths holding ' and &
+                    shown as text (never markup), a long path wrapped and
+                    whole, paging, a run started from the form followed to
+                    `done`, every request same-origin, no horizontal scroll
+                    at a phone's width, and no console error at any point.
+                    Screenshots at a desktop and a phone width are written
+                    to build/test-output/dashboard/ (REQSTATS_TEST_OUTPUT
+                    overrides); the paths are printed.
+
+Without chromium and chromedriver the browser class fails under CI (CI set)
+and is skipped, loudly, elsewhere.
+"""
+
+import http.client
+import os
+import re
+import sys
+import time
+import unittest
+import urllib.parse
+
+from support import StackTestCase
+
+import stack as stackmod
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import browser  # noqa: E402  (tests/browser.py)
+
+ASSETS = {
+    "/__reqstats/dashboard/dashboard.js": "text/javascript; charset=utf-8",
+    "/__reqstats/dashboard/dashboard.css": "text/css; charset=utf-8",
+    "/__reqstats/dashboard/favicon.svg": "image/svg+xml; charset=utf-8",
+}
+
+# Counted paths for the browser test, most requested first, each with its
+# own count so their order is fixed; nothing else in the test comes near
+# 38 hits. Canonicalization (docs/API.md section 1) keeps ' and & as they
+# are, so the second and fourth reach the page with them; the third would
+# be markup if the page parsed it (canonicalization encodes < > and space).
+HOSTILE = "/api/o'brien&amp;sons/orders/"
+SEEDED = [
+    ("/api/dash/users/42/", 60),
+    (HOSTILE, 58),
+    ("/api/%3Cimg%20src=x%20onerror=alert(1)%3E/", 56),
+    ("/api/it's&co/", 54),
+    ("/api/caf%C3%A9/", 52),
+    ("/api/dash/" + "long-segment-" * 24 + "end/", 50),
+    ("/api/dash/a/", 48),
+    ("/api/dash/b/", 46),
+    ("/api/dash/c/", 44),
+    ("/api/dash/d/", 42),
+    ("/api/dash/e/", 40),
+    ("/api/dash/f/", 38),
+]
+
+# Every row of the URL table: [rank, url, count, share] as text, and the
+# number of elements inside the URL cell.
+READ_ROWS = """
+return [...document.querySelectorAll('#urls-body tr')].map(tr => ({
+  cells: [...tr.cells].map(td => td.textContent),
+  urlElements: tr.querySelector('td.url').childElementCount,
+  urlHtml: tr.querySelector('td.url').innerHTML,
+  overflow: tr.querySelector('td.url').scrollWidth - tr.querySelector('td.url').clientWidth,
+}));
+"""
+
+
+def output_dir():
+    d = os.environ.get("REQSTATS_TEST_OUTPUT") or os.path.join(stackmod.ROOT, "build",
+                                                               "test-output")
+    return os.path.join(d, "dashboard")
+
+
+def number(text):
+    """The integer a formatted count shows ("1,234" -> 1234)."""
+    digits = re.sub(r"[^0-9]", "", text)
+    if not digits:
+        raise ValueError("no number in %r" % text)
+    return int(digits)
+
+
+class DashboardServing(StackTestCase):
+
+    def test_page(self):
+        r = self.get("/")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.headers.get("content-type"), "text/html; charset=utf-8")
+        self.assertIn(b'<script src="/__reqstats/dashboard/dashboard.js" defer></script>', r.body)
+        self.assertNotIn(b"<style", r.body)
+        # Every <script> has a src: nothing inline for the policy to allow.
+        self.assertEqual(len(re.findall(rb"<script\b", r.body)),
+                         len(re.findall(rb"<script src=\"/__reqstats/dashboard/", r.body)))
+        self.check_headers(r)
+        head = self.request("HEAD", "/")
+        self.assertEqual(head.status, 200)
+        self.assertEqual(head.body, b"")
+
+    def check_headers(self, r):
+        csp = r.headers.get("content-security-policy", "")
+        directives = {d.split()[0]: d.split()[1:] for d in csp.split(";") if d.strip()}
+        self.assertEqual(directives.get("default-src"), ["'self'"], csp)
+        for name in ("script-src", "style-src", "connect-src", "img-src"):
+            self.assertEqual(directives.get(name), ["'self'"], csp)
+        self.assertEqual(directives.get("object-src"), ["'none'"], csp)
+        self.assertEqual(directives.get("frame-ancestors"), ["'none'"], csp)
+        self.assertNotIn("unsafe", csp)
+        self.assertEqual(r.headers.get("x-content-type-options"), "nosniff")
+        self.assertEqual(r.headers.get("cache-control"), "no-cache")
+        self.assertRegex(r.headers.get("x-request-id", ""), r"^[0-9a-f]{32}$")
+
+    def test_assets(self):
+        for path, ctype in ASSETS.items():
+            with self.subTest(path=path):
+                r = self.get(path)
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.headers.get("content-type"), ctype)
+                self.assertTrue(r.body)
+                self.check_headers(r)
+                # Revalidation: an unchanged file is a 304 without a body.
+                etag = r.headers.get("etag")
+                self.assertTrue(etag)
+                again = self.get(path, headers={"If-None-Match": etag})
+                self.assertEqual(again.status, 304, again)
+                self.assertEqual(again.body, b"")
+
+    def test_errors_are_json(self):
+        for method in ("POST", "PUT", "DELETE"):
+            with self.subTest(method=method):
+                r = self.request(method, "/")
+                self.assertError(r, 405)
+                self.assertEqual(r.headers.get("allow"), "GET, HEAD")
+        for path in ("/__reqstats/dashboard/nope.js", "/__reqstats/dashboard/../../etc/passwd",
+                     "/__reqstats/dashboard/..%2f..%2f..%2fetc%2fpasswd",
+                     "/__reqstats/dashboard/%2e%2e/%2e%2e/%2e%2e/etc/passwd"):
+            with self.subTest(path=path):
+                r = self.get(path)
+                # nginx refuses a path that climbs above / (400); the rest
+                # is a 404; either way JSON and no file from outside.
+                self.assertError(r, 400 if "%" in path else 404)
+                self.assertNotIn(b"root:", r.body)
+
+    def test_page_loads_not_counted(self):
+        """nginx serves the page and its assets itself: they never reach the
+        app, so they are not counted (the JSON the page reads is)."""
+        self.settle()  # hits of earlier tests in this class
+        before = self.counts()
+        for _ in range(3):
+            self.assertEqual(self.get("/").status, 200)
+            for path in ASSETS:
+                self.assertEqual(self.get(path).status, 200)
+        self.assertEqual(self.get("/__reqstats/dashboard/nope.js").status, 404)
+        self.settle()
+        after = self.counts()
+        self.assertNotIn("/", after)
+        self.assertEqual([u for u in after if u.startswith("/__reqstats/")], [])
+        # Only /stats/ (read by counts() itself) moved.
+        self.assertEqual({u: c for u, c in after.items() if u != "/stats/"},
+                         {u: c for u, c in before.items() if u != "/stats/"})
+
+
+class DashboardBrowser(StackTestCase):
+    browser = None
+    history_absent = False
+
+    @classmethod
+    def setUpClass(cls):
+        chrome, driver = browser.find_chromium()
+        if not chrome or not driver:
+            msg = ("chromium and chromedriver are needed for the dashboard test "
+                   "(apt-get install chromium chromium-driver)")
+            if os.environ.get("CI"):
+                raise RuntimeError(msg)
+            print("\nSKIPPING the browser test: " + msg, file=sys.stderr)
+            raise unittest.SkipTest(msg)
+        super().setUpClass()
+        try:
+            cls.seed()
+            cls.out = output_dir()
+            cls.browser = browser.Browser(cls.out)
+            cls.browser.get(cls.base_url + "/")
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.browser is not None:
+            cls.browser.close()
+            cls.browser = None
+        super().tearDownClass()
+
+    @classmethod
+    def seed(cls):
+        host, port = cls.host_port()
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            # A server without docs/API.md section 10 answers 404: the page
+            # says so instead of drawing a chart.
+            conn.request("GET", "/stats/history/")
+            r = conn.getresponse()
+            r.read()
+            cls.history_absent = r.status == 404
+            for path, n in SEEDED:
+                for _ in range(n):
+                    conn.request("GET", path)
+                    r = conn.getresponse()
+                    r.read()
+                    if r.status != 200:
+                        raise AssertionError("GET %s: %d" % (path, r.status))
+        finally:
+            conn.close()
+
+    def setUp(self):
+        self.b = self.browser
+        self.b.wait_for(browser.DASHBOARD_READY, 20, "the URL table")
+
+    def tearDown(self):
+        self.assertNoConsoleErrors()
+
+    def assertNoConsoleErrors(self):
+        bad = []
+        for e in self.b.console():
+            if e.get("level") not in ("SEVERE", "ERROR"):
+                continue
+            # Chromium logs every 4xx answer to fetch() as an error: on a
+            # server without /stats/history/, the page's reads of it.
+            msg = e.get("message", "")
+            if self.history_absent and e.get("source") == "network" and \
+                    "/stats/history/" in msg and "status of 404" in msg:
+                continue
+            bad.append(e)
+        self.assertEqual(bad, [], "browser console errors")
+
+    def seeded_top(self):
+        """The first len(SEEDED) entries of /stats/: exactly the seeded paths."""
+        self.settle()
+        top = self.stats(limit=len(SEEDED))["urls"]
+        self.assertEqual([u["count"] for u in top], [n for _, n in SEEDED], top)
+        return [(u["url"], u["count"]) for u in top]
+
+    def rows(self):
+        return self.b.execute(READ_ROWS)
+
+    def wait_rows(self, cond, what, timeout=15):
+        """Poll the table until cond(rows) holds; returns the rows."""
+        deadline = time.monotonic() + timeout
+        rows = []
+        while time.monotonic() < deadline:
+            rows = self.rows()
+            if rows and cond(rows):
+                return rows
+            time.sleep(0.1)
+        self.fail("timed out waiting for %s; rows: %r" % (what, [r["cells"] for r in rows]))
+
+    def test_top_urls_rendered(self):
+        top = self.seeded_top()
+        # The table is drawn from a poll; wait for one taken after seeding.
+        rows = self.wait_rows(lambda rows: len(rows) >= len(top) and
+                              number(rows[len(top) - 1]["cells"][2]) == top[-1][1],
+                              "the seeded counts")
+        for i, (url, count) in enumerate(top):
+            rank, shown, shown_count, share = rows[i]["cells"]
+            self.assertEqual(number(rank), i + 1)
+            self.assertEqual(shown, url)
+            self.assertEqual(number(shown_count), count)
+            self.assertRegex(share, r"^\d+(\.\d)?%$")
+        cards = self.b.execute(
+            "return ['total', 'unique', 'dropped', 'redis-state']"
+            ".map(id => document.getElementById(id).textContent);")
+        self.assertGreaterEqual(number(cards[0]), sum(n for _, n in SEEDED))
+        self.assertGreaterEqual(number(cards[1]), len(SEEDED))
+        self.assertEqual(cards[2], "0")
+        self.assertEqual(cards[3], "Up")
+        # Every request the page made went to this origin.
+        foreign = self.b.execute(
+            "return performance.getEntriesByType('resource').map(e => e.name)"
+            ".filter(n => !n.startsWith(location.origin + '/'));")
+        self.assertEqual(foreign, [])
+
+    def test_paths_are_text(self):
+        top = dict(self.seeded_top())
+        rows = self.wait_rows(lambda rows: any(r["cells"][1] == HOSTILE for r in rows),
+                              "the hostile path")
+        self.assertIn(HOSTILE, top)
+        by_url = {r["cells"][1]: r for r in rows}
+        for url in top:
+            with self.subTest(url=url):
+                self.assertIn(url, by_url)
+                row = by_url[url]
+                # The cell holds exactly the canonical path as one text
+                # node: no element was made from it.
+                self.assertEqual(row["urlElements"], 0)
+                escaped = url.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+                self.assertEqual(row["urlHtml"], escaped)
+                # Long paths wrap: nothing is cut off or scrolled away.
+                self.assertLessEqual(row["overflow"], 0, url)
+        self.assertEqual(by_url[HOSTILE]["urlHtml"], "/api/o'brien&amp;amp;sons/orders/")
+        injected = self.b.execute(
+            "return document.querySelectorAll('main img, #urls-body script, #urls-body b').length;")
+        self.assertEqual(injected, 0)
+
+    def test_paging(self):
+        top = self.seeded_top()
+        self.b.click('#page-size option[value="10"]')
+        try:
+            rows = self.wait_rows(lambda rows: len(rows) == 10 and rows[0]["cells"][0] == "1",
+                                  "a page of 10 rows")
+            self.assertEqual([r["cells"][1] for r in rows], [u for u, _ in top[:10]])
+            self.b.click("#next")
+            rows = self.wait_rows(lambda rows: rows[0]["cells"][0] == "11", "the second page")
+            self.assertEqual([r["cells"][1] for r in rows[:2]], [u for u, _ in top[10:12]])
+            self.assertRegex(self.b.execute("return document.getElementById('range').textContent;"),
+                             r"^11–\d+ of \d+$")
+            self.b.click("#prev")
+            self.wait_rows(lambda rows: rows[0]["cells"][0] == "1", "the first page again")
+            self.assertTrue(self.b.execute("return document.getElementById('prev').disabled;"))
+        finally:
+            self.b.click('#page-size option[value="25"]')
+
+    def test_history_chart(self):
+        if self.history_absent:
+            text = self.b.wait_for(
+                "const m = document.querySelector('#chart .chart-msg');"
+                "return m && m.textContent;", 15, "the chart's message")
+            self.assertIn("not available", text)
+            return
+        summary = self.b.wait_for(
+            "return document.querySelector('#chart svg path.series-line')"
+            " && document.getElementById('chart-summary').textContent;", 15, "the chart")
+        self.assertRegex(summary, r"^[\d,]+ requests in the last 1 h · peak ")
+
+    def test_controls_have_labels(self):
+        unlabelled = self.b.execute(
+            "return [...document.querySelectorAll('input, select')]"
+            ".filter(e => e.labels.length === 0).map(e => e.id);")
+        self.assertEqual(unlabelled, [])
+        # Everything clickable is a real button (keyboard-reachable).
+        fake = self.b.execute(
+            "return [...document.querySelectorAll('[onclick], [role=button], a:not([href])')].length;")
+        self.assertEqual(fake, 0)
+
+    def test_run_from_form(self):
+        n = 40
+        self.b.type_into("#run-n", str(n))
+        self.b.click("#run-start")
+        status = self.b.wait_for(
+            "const s = document.getElementById('current-status');"
+            "return s && ['done', 'failed', 'cancelled'].includes(s.textContent)"
+            " ? s.textContent : null;", 30, "the run started from the form to end")
+        self.assertEqual(status, "done")
+        shown = self.b.execute(
+            "const p = document.getElementById('current-progress');"
+            "return {id: document.getElementById('current-id').textContent,"
+            " value: p.value, max: p.max,"
+            " line: document.getElementById('current-line').textContent};")
+        self.assertEqual((shown["value"], shown["max"]), (n, n), shown)
+        run_id = shown["id"].split(" ", 1)[1]
+        record = self.assertJson(self.get("/test/runs/%s/" % urllib.parse.quote(run_id)), 200)
+        self.assertEqual((record["status"], record["succeeded"], record["failed"]), ("done", n, 0))
+        self.assertTrue(shown["line"].startswith("%d of %d completed" % (n, n)), shown)
+        # The recent-runs list shows it as done too.
+        self.b.wait_for(
+            "const li = [...document.querySelectorAll('#runs li')]"
+            ".find(li => li.dataset.runId === arguments[0]);"
+            "return li && li.querySelector('.badge').textContent === 'done';",
+            15, "the run in the recent-runs list", run_id)
+
+        # With real traffic and a finished run on the page: the screenshots,
+        # and no horizontal scrolling at a phone's width.
+        paths = browser.shoot(self.b, self.base_url + "/", self.out)
+        for p in paths:
+            self.assertGreater(os.path.getsize(p), 10000, p)
+        print("\n  screenshots: %s ... " % " ".join(paths), end="", flush=True)
+        self.b.cdp("Emulation.setDeviceMetricsOverride",
+                   {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
+        try:
+            self.b.execute("return new Promise(r => requestAnimationFrame("
+                           "() => requestAnimationFrame(() => r(true))));")
+            widths = self.b.execute("return [document.documentElement.scrollWidth, innerWidth];")
+        finally:
+            self.b.cdp("Emulation.clearDeviceMetricsOverride")
+        self.assertLessEqual(widths[0], widths[1], "horizontal scroll at 390 px")
+
+
+if __name__ == "__main__":
+    unittest.main()
