@@ -97,7 +97,7 @@ class Browser:
                                             "--window-size=%d,%d" % (width, height)],
                 },
                 "goog:loggingPrefs": {"browser": "ALL"},
-                "pageLoadStrategy": "normal",
+                "pageLoadStrategy": "eager",
                 "timeouts": {"pageLoad": timeout * 1000, "script": timeout * 1000},
             }
             value = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}},
@@ -178,6 +178,24 @@ class Browser:
         self._call("POST", self._s("/element/%s/clear" % eid), {})
         self._call("POST", self._s("/element/%s/value" % eid), {"text": text})
 
+    def window(self):
+        """The handle of the current tab."""
+        return self._call("GET", self._s("/window"))
+
+    def new_tab(self):
+        """Open a blank tab in front (the current one goes to the
+        background: hidden, for the Page Visibility API) and switch to it;
+        returns its handle."""
+        handle = self._call("POST", self._s("/window/new"), {"type": "tab"})["handle"]
+        self._call("POST", self._s("/window"), {"handle": handle})
+        return handle
+
+    def close_tab(self, handle, back_to):
+        """Close tab handle (the current one) and switch to back_to."""
+        self._call("POST", self._s("/window"), {"handle": handle})
+        self._call("DELETE", self._s("/window"))
+        self._call("POST", self._s("/window"), {"handle": back_to})
+
     def console(self):
         """Browser log entries since the last call: [{level, source, message}]."""
         return self._call("POST", self._s("/se/log"), {"type": "browser"}) or []
@@ -248,8 +266,10 @@ DASHBOARD_READY = "return document.querySelector('#urls-body tr') !== null;"
 
 
 def shoot(browser, url, out_dir):
-    """Load the dashboard and save the desktop and phone screenshots."""
-    browser.get(url)
+    """Load the dashboard (url None: the page already open) and save the
+    desktop and phone screenshots."""
+    if url is not None:
+        browser.get(url)
     browser.wait_for(DASHBOARD_READY, 20, "the dashboard's URL table")
     return [browser.screenshot(os.path.join(out_dir, name), w, h, mobile, scale)
             for name, w, h, mobile, scale in SHOTS]

@@ -26,8 +26,11 @@
 'use strict';
 
 (function () {
-  const POLL_MS = 5000;        // while nothing runs
-  const FAST_POLL_MS = 2000;   // while a listed run is queued or running
+  // Poll periods: while nothing runs, and while a listed run is queued or
+  // running. `/?refresh=N` (1 to 60 seconds) sets the first; the second is
+  // never longer than the first.
+  const POLL_MS = refreshSeconds() * 1000;
+  const FAST_POLL_MS = Math.min(2000, POLL_MS);
   const RUN_POLL_MS = 500;     // the run started from this form
   const FETCH_TIMEOUT_MS = 8000;
   const RUNS_SHOWN = 8;
@@ -57,6 +60,11 @@
   };
 
   const $ = (id) => document.getElementById(id);
+
+  function refreshSeconds() {
+    const v = new URLSearchParams(location.search).get('refresh');
+    return v !== null && /^[0-9]{1,2}$/.test(v) ? Math.min(60, Math.max(1, Number(v))) : 5;
+  }
 
   // ---- small helpers ------------------------------------------------------
 
@@ -265,6 +273,7 @@
       rows.push(tr);
     });
     $('urls-body').replaceChildren(...rows);
+    setText($('urls-empty'), 'No requests counted yet.');
     $('urls-empty').hidden = rows.length > 0;
     $('urls').hidden = rows.length === 0;
     const unique = isNum(b.unique_urls) ? b.unique_urls : 0;
@@ -295,12 +304,24 @@
       return { kind: 'ok' };
     }
     markStale(true);
+    let outcome;
     if (res.status === 503) {
       setRedis(false);
-      return { kind: 'redis' };
+      outcome = { kind: 'redis' };
+    } else if (serviceDown(res)) {
+      outcome = { kind: 'down', text: errText(res) };
+    } else {
+      outcome = { kind: 'error', text: errText(res) };
     }
-    if (serviceDown(res)) return { kind: 'down', text: errText(res) };
-    return { kind: 'error', text: errText(res) };
+    if (!state.lastGood) {
+      // Nothing to show yet: say why where the table would be.
+      $('urls').hidden = true;
+      setText($('urls-empty'), outcome.kind === 'redis'
+        ? 'No counts yet: Redis is unreachable.'
+        : 'No counts yet: /stats/ could not be read.');
+      $('urls-empty').hidden = false;
+    }
+    return outcome;
   }
 
   // ---- the request-rate chart ----------------------------------------------------

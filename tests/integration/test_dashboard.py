@@ -168,9 +168,28 @@ class DashboardServing(StackTestCase):
                          {u: c for u, c in before.items() if u != "/stats/"})
 
 
-class DashboardBrowser(StackTestCase):
+# One Chromium for every class of this file (starting one takes seconds).
+_shared = {}
+
+
+def shared_browser():
+    if "browser" not in _shared:
+        _shared["browser"] = browser.Browser(output_dir())
+    return _shared["browser"]
+
+
+def tearDownModule():
+    b = _shared.pop("browser", None)
+    if b is not None:
+        b.close()
+
+
+class BrowserTestCase(StackTestCase):
+    """A stack with SEEDED traffic and one headless Chromium on its page."""
+
     browser = None
     history_absent = False
+    page = "/"
 
     @classmethod
     def setUpClass(cls):
@@ -186,30 +205,45 @@ class DashboardBrowser(StackTestCase):
         try:
             cls.seed()
             cls.out = output_dir()
-            cls.browser = browser.Browser(cls.out)
-            cls.browser.get(cls.base_url + "/")
+            cls.browser = shared_browser()
+            cls.browser.get(cls.base_url + cls.page)
         except Exception:
             cls.tearDownClass()
             raise
 
     @classmethod
     def tearDownClass(cls):
+        # Leave the page before its stack stops, so the next class's
+        # console holds nothing of this one.
+        errors = []
         if cls.browser is not None:
-            cls.browser.close()
+            cls.browser.get("about:blank")
+            errors = [e for e in cls.browser.console() if e.get("level") == "SEVERE"]
             cls.browser = None
         super().tearDownClass()
+        if errors:
+            raise AssertionError("browser console errors after the last test: %r" % errors)
+
+    @classmethod
+    def history_status(cls):
+        """A server without docs/API.md section 10 answers 404: the page
+        says so instead of drawing a chart."""
+        host, port = cls.host_port()
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            conn.request("GET", "/stats/history/")
+            r = conn.getresponse()
+            r.read()
+            return r.status
+        finally:
+            conn.close()
 
     @classmethod
     def seed(cls):
         host, port = cls.host_port()
         conn = http.client.HTTPConnection(host, port, timeout=10)
+        cls.history_absent = cls.history_status() == 404
         try:
-            # A server without docs/API.md section 10 answers 404: the page
-            # says so instead of drawing a chart.
-            conn.request("GET", "/stats/history/")
-            r = conn.getresponse()
-            r.read()
-            cls.history_absent = r.status == 404
             for path, n in SEEDED:
                 for _ in range(n):
                     conn.request("GET", path)
@@ -227,19 +261,26 @@ class DashboardBrowser(StackTestCase):
     def tearDown(self):
         self.assertNoConsoleErrors()
 
-    def assertNoConsoleErrors(self):
+    def assertNoConsoleErrors(self, expected_statuses=()):
+        """Nothing at error level in the console since the last check.
+        Chromium logs every 4xx/5xx answer to fetch() as a network error;
+        expected_statuses are the ones a test provokes on purpose."""
         bad = []
         for e in self.b.console():
             if e.get("level") not in ("SEVERE", "ERROR"):
                 continue
-            # Chromium logs every 4xx answer to fetch() as an error: on a
-            # server without /stats/history/, the page's reads of it.
             msg = e.get("message", "")
-            if self.history_absent and e.get("source") == "network" and \
-                    "/stats/history/" in msg and "status of 404" in msg:
-                continue
+            if e.get("source") == "network":
+                # On a server without /stats/history/, the page's reads of it.
+                if self.history_absent and "/stats/history/" in msg and "status of 404" in msg:
+                    continue
+                if any("status of %d " % s in msg for s in expected_statuses):
+                    continue
             bad.append(e)
         self.assertEqual(bad, [], "browser console errors")
+
+
+class DashboardBrowser(BrowserTestCase):
 
     def seeded_top(self):
         """The first len(SEEDED) entries of /stats/: exactly the seeded paths."""
@@ -377,7 +418,7 @@ class DashboardBrowser(StackTestCase):
 
         # With real traffic and a finished run on the page: the screenshots,
         # and no horizontal scrolling at a phone's width.
-        paths = browser.shoot(self.b, self.base_url + "/", self.out)
+        paths = browser.shoot(self.b, None, self.out)
         for p in paths:
             self.assertGreater(os.path.getsize(p), 10000, p)
         print("\n  screenshots: %s ... " % " ".join(paths), end="", flush=True)
@@ -390,6 +431,76 @@ class DashboardBrowser(StackTestCase):
         finally:
             self.b.cdp("Emulation.clearDeviceMetricsOverride")
         self.assertLessEqual(widths[0], widths[1], "horizontal scroll at 390 px")
+
+
+class DashboardStates(BrowserTestCase):
+    """The page in a background tab, and with Redis stopped and back. Its
+    page polls every second (`/?refresh=1`), so the waits stay short."""
+
+    page = "/?refresh=1"
+
+    @classmethod
+    def seed(cls):
+        cls.history_absent = cls.history_status() == 404
+
+    def test_polls_only_while_visible(self):
+        """A tab in the background sends nothing; shown again, it polls at
+        once (this class's page polls every second)."""
+        st = self.require_stack()
+
+        def logged():
+            with open(st.access_log, "rb") as f:
+                return f.read().count(b"\n")
+        b = self.b
+        page = b.window()
+        other = b.new_tab()
+        try:
+            # nginx writes its access log at least every second.
+            time.sleep(1.2)
+            before = logged()
+            self.assertEqual(b.execute("return document.visibilityState;"), "visible")
+            time.sleep(2.5 + 1.2)
+            self.assertEqual(logged(), before, "requests from a hidden tab")
+        finally:
+            b.close_tab(other, page)
+        deadline = time.monotonic() + 3
+        while logged() == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertGreater(logged(), before, "no poll when the tab was shown again")
+
+    def test_redis_down_and_back(self):
+        """Redis stops: a calm banner, the last numbers kept (marked
+        stale); Redis is back: back to normal."""
+
+        st = self.require_stack()
+        self.b.wait_for("return /^[0-9,]+$/.test(document.getElementById('total').textContent);",
+                        15, "the total")
+        shown = self.b.execute("return document.getElementById('total').textContent;")
+        st.stop_redis()
+        try:
+            banner = self.b.wait_for(
+                "const b = document.getElementById('banner');"
+                "return !b.hidden && document.getElementById('redis-state').textContent"
+                " === 'Unreachable' && b.textContent;", 20, "the Redis banner")
+            self.assertTrue(banner.startswith("Redis is unreachable."), banner)
+            # The last numbers stay, marked stale.
+            total = self.b.execute(
+                "const t = document.getElementById('total');"
+                "return [t.textContent, t.classList.contains('stale')];")
+            self.assertEqual(total, [shown, True])
+        finally:
+            st.start_redis()
+        self.b.wait_for(
+            "return document.getElementById('banner').hidden &&"
+            " document.getElementById('redis-state').textContent === 'Up' &&"
+            " !document.getElementById('total').classList.contains('stale');",
+            20, "the page to recover")
+        # The 503s the page read while Redis was down are expected.
+        self.assertNoConsoleErrors(expected_statuses=(503,))
+
+    def tearDown(self):
+        if self._testMethodName != "test_redis_down_and_back":
+            super().tearDown()  # that one checks the console itself
 
 
 if __name__ == "__main__":
