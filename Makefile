@@ -133,7 +133,7 @@ run: deps all
 # chromium-driver: the dashboard's browser test.
 DEPS_PKGS := gcc make pkg-config libfcgi-dev libhiredis-dev libjansson-dev \
              libcurl4-openssl-dev libcmocka-dev nginx redis-server redis-tools python3 curl \
-             chromium chromium-driver
+             prometheus chromium chromium-driver
 
 deps:
 	@missing=$$(for p in $(DEPS_PKGS); do \

@@ -16,10 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "clock.h"
 #include "jsonbuf.h"
 #include "log.h"
+#include "metrics.h"
 #include "param.h"
 #include "path.h"
 #include "reply.h"
@@ -396,6 +398,180 @@ static void serve_run_list(const struct handler_ctx *ctx, struct request *r)
     serve_json(r, 200, NULL, json_pack("{s:o, s:I}", "runs", list, "limit", (json_int_t)limit));
 }
 
+/* ==== the operator's endpoints (docs/API.md sections 8, 10, 11) ========== */
+
+/* Longest history a request may ask for, in minutes. */
+#define HISTORY_MINUTES_MAX 1440
+#define HISTORY_MINUTES_DEF 60
+
+/* 1 if auth is exactly "Bearer <token>"; the token is compared in constant
+ * time (no early exit on the first difference). token is not empty. */
+static int bearer_matches(const char *auth, const char *token)
+{
+    size_t tlen = strlen(token), alen = auth != NULL ? strlen(auth) : 0;
+    unsigned char diff = 0;
+
+    if (alen != tlen + 7 || strncmp(auth, "Bearer ", 7) != 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < tlen; i++) {
+        diff |= (unsigned char)(auth[7 + i] ^ token[i]);
+    }
+    return diff == 0;
+}
+
+/* GET /stats/history/?minutes=N: one point per interval, oldest first,
+ * the last one the interval now in progress. */
+static void serve_history(const struct handler_ctx *ctx, struct request *r)
+{
+    unsigned long long minutes;
+    int64_t now_s = clock_wall_ms() / 1000, first;
+    long long *counts = NULL;
+    struct jsonbuf jb;
+    char storage[16384];
+    size_t n;
+
+    if (!ctx->cfg->history_enabled) {
+        serve_error(r, 403, "forbidden", "request history is disabled on this server", NULL);
+        return;
+    }
+    if (query_number(r, "minutes", 1, HISTORY_MINUTES_MAX, HISTORY_MINUTES_DEF, &minutes) != 0) {
+        return;
+    }
+    n = (size_t)minutes * 60 / HITBUF_INTERVAL_S;
+    first = now_s / HITBUF_INTERVAL_S - (int64_t)n + 1;
+    counts = calloc(n, sizeof(*counts));
+    if (counts == NULL) {
+        serve_error(r, 500, "internal_error", "out of memory", NULL);
+        return;
+    }
+    if (store_history(ctx->st, first, n, counts) != 0) {
+        free(counts);
+        serve_redis_down(r);
+        return;
+    }
+    jsonbuf_init(&jb, storage, sizeof(storage));
+    jsonbuf_lit(&jb, "{\"interval_seconds\":");
+    jsonbuf_int(&jb, HITBUF_INTERVAL_S);
+    jsonbuf_lit(&jb, ",\"points\":[");
+    for (size_t i = 0; i < n; i++) {
+        time_t t = (time_t)((first + (int64_t)i) * HITBUF_INTERVAL_S);
+        char iso[32];
+        struct tm tm;
+
+        if (gmtime_r(&t, &tm) == NULL ||
+            strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+            iso[0] = '\0';
+        }
+        if (i > 0) {
+            jsonbuf_lit(&jb, ",");
+        }
+        jsonbuf_lit(&jb, "{\"t\":\"");
+        jsonbuf_raw(&jb, iso, strlen(iso));
+        jsonbuf_lit(&jb, "\",\"requests\":");
+        jsonbuf_int(&jb, counts[i]);
+        jsonbuf_lit(&jb, "}");
+    }
+    jsonbuf_lit(&jb, "]}\n");
+    free(counts);
+    serve_buf(r, 200, NULL, &jb);
+}
+
+/* DELETE /stats/ with the ADMIN_TOKEN bearer: remove every count. */
+static void serve_reset(const struct handler_ctx *ctx, struct request *r)
+{
+    struct store_reset removed;
+
+    if (ctx->cfg->admin_token[0] == '\0') {
+        serve_error(r, 403, "forbidden", "reset is disabled on this server (no ADMIN_TOKEN)", NULL);
+        return;
+    }
+    if (!bearer_matches(r->authorization, ctx->cfg->admin_token)) {
+        serve_error(r, 401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>'",
+                    "WWW-Authenticate: Bearer\r\n");
+        return;
+    }
+    if (store_reset(ctx->st, clock_wall_ms() / 1000, &removed) != 0) {
+        serve_redis_down(r);
+        return;
+    }
+    /* No /stats/ page read before the reset may be served after this
+     * answer: the cache drops what it holds and refuses any page whose
+     * Redis read began before now (+1: the same millisecond may still be
+     * before the reset). */
+    statcache_invalidate(ctx->sc, clock_mono_ms() + 1);
+    log_info("counts reset: %lld requests, %lld paths, %lld dropped hits removed", removed.total,
+             removed.unique, removed.dropped);
+    serve_json(r, 200, NULL,
+               json_pack("{s:b, s:{s:I, s:I, s:I}}", "reset", 1, "removed", "total_requests",
+                         (json_int_t)removed.total, "unique_urls", (json_int_t)removed.unique,
+                         "dropped_hits", (json_int_t)removed.dropped));
+}
+
+/* DELETE /test/runs/{id}/ (with the TEST_TOKEN bearer when one is set). */
+static void serve_cancel(const struct handler_ctx *ctx, struct request *r)
+{
+    char id[RUN_ID_LEN + 1];
+    struct run run;
+    int rc;
+
+    if (test_gate(ctx, r, 1) != 0) {
+        return;
+    }
+    if (!run_id_valid(r->route.arg, r->route.arglen)) {
+        serve_error(r, 404, "not_found", "no such test run", NULL);
+        return;
+    }
+    memcpy(id, r->route.arg, RUN_ID_LEN);
+    id[RUN_ID_LEN] = '\0';
+    rc = store_run_cancel(ctx->st, id, clock_wall_ms(), ctx->cfg->test_run_retention_s);
+    if (rc < 0) {
+        serve_redis_down(r);
+        return;
+    }
+    if (rc == 1) {
+        serve_error(r, 404, "not_found", "no such test run", NULL);
+        return;
+    }
+    if (rc == 2) {
+        serve_error(r, 409, "conflict", "this test run has ended already", NULL);
+        return;
+    }
+    log_info("test run %s cancelled", id);
+    if (store_run_get(ctx->st, id, &run) == 0) {
+        serve_json(r, 200, NULL, run_to_json(&run, clock_wall_ms()));
+    } else {
+        /* Cancelled; only the read-back failed. */
+        serve_json(r, 200, NULL,
+                   json_pack("{s:s, s:s, s:s++}", "id", id, "status", "cancelled", "status_url",
+                             "/test/runs/", id, "/"));
+    }
+}
+
+/* GET /metrics: Prometheus text, also while Redis is down. */
+static void serve_metrics(const struct handler_ctx *ctx, struct request *r)
+{
+    struct store_metrics sm;
+    char *text = NULL;
+    size_t len = 0;
+    int up = store_metrics(ctx->st, &sm) == 0;
+    FILE *f = open_memstream(&text, &len);
+    int rc = -1;
+
+    if (f != NULL) {
+        rc = metrics_render(f, ctx->mx, up ? &sm : NULL);
+        if (fclose(f) != 0) {
+            rc = -1;
+        }
+    }
+    if (rc != 0 || reply_typed(&r->rp, 200, METRICS_CONTENT_TYPE, text, len) != 0) {
+        if (rc != 0) {
+            serve_error(r, 500, "internal_error", "could not build the answer", NULL);
+        }
+    }
+    free(text);
+}
+
 void handler_serve(const struct handler_ctx *ctx, FCGX_Request *req)
 {
     struct request r;
@@ -420,7 +596,9 @@ void handler_serve(const struct handler_ctx *ctx, FCGX_Request *req)
 
     /* Counted before anything is answered: API.md 1. A full buffer drops
      * the hit; hitbuf tallies it and the worker logs it. */
-    hitbuf_add(ctx->hb, r.path, 1);
+    hitbuf_add_at(ctx->hb, r.path, 1,
+                  ctx->cfg->history_enabled ? clock_wall_ms() / ((int64_t)1000 * HITBUF_INTERVAL_S)
+                                            : -1);
 
     route_match(r.path, r.pathlen, &r.route);
     if (r.route.id == ROUTE_NOT_FOUND) {
@@ -440,7 +618,11 @@ void handler_serve(const struct handler_ctx *ctx, FCGX_Request *req)
         serve_api(&r);
         break;
     case ROUTE_STATS:
-        serve_stats(ctx, &r);
+        if (strcmp(r.method, "DELETE") == 0) {
+            serve_reset(ctx, &r);
+        } else {
+            serve_stats(ctx, &r);
+        }
         break;
     case ROUTE_TEST_START:
         serve_test_start(ctx, &r);
@@ -449,7 +631,17 @@ void handler_serve(const struct handler_ctx *ctx, FCGX_Request *req)
         serve_run_list(ctx, &r);
         break;
     case ROUTE_RUN:
-        serve_run(ctx, &r);
+        if (strcmp(r.method, "DELETE") == 0) {
+            serve_cancel(ctx, &r);
+        } else {
+            serve_run(ctx, &r);
+        }
+        break;
+    case ROUTE_HISTORY:
+        serve_history(ctx, &r);
+        break;
+    case ROUTE_METRICS:
+        serve_metrics(ctx, &r);
         break;
     case ROUTE_NOT_FOUND:
     case ROUTE_SLASH:

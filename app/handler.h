@@ -11,12 +11,14 @@
 
 /* What a worker lends the handlers; all borrowed. */
 struct statcache;
+struct metrics;
 
 struct handler_ctx {
     const struct config *cfg;
     struct store *st;
     struct hitbuf *hb;
     struct statcache *sc; /* shared /stats/ answers; NULL: none */
+    struct metrics *mx;   /* shared process figures for /metrics; NULL: none */
 };
 
 /* Answer the request read by FCGX_Accept_r(): compute the canonical path

@@ -34,6 +34,7 @@
 #include "clock.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "runner.h"
 #include "statcache.h"
 #include "worker.h"
@@ -75,6 +76,7 @@ struct master {
     int listen_fd;
     int *load;            /* shared with the workers: connections per worker, see worker.h */
     struct statcache *sc; /* shared with the workers: /stats/ answers */
+    struct metrics *mx;   /* shared with the workers: /metrics figures; NULL: none */
     struct child *children;
     int nchildren;
     sigset_t waitmask;
@@ -110,7 +112,7 @@ static void child_main(struct master *m, struct child *c, pid_t master_pid)
 
     if (c->role == ROLE_WORKER) {
         log_init("worker", m->cfg->log_level);
-        status = worker_run(m->cfg, m->listen_fd, c->index, m->load, m->sc);
+        status = worker_run(m->cfg, m->listen_fd, c->index, m->load, m->sc, m->mx);
     } else {
         /* The runner is a client: it must not hold the listen socket. */
         close(m->listen_fd);
@@ -136,6 +138,9 @@ static int spawn(struct master *m, struct child *c)
     c->pid = pid;
     c->started_ms = clock_mono_ms();
     c->respawn_at = 0;
+    if (c->role == ROLE_WORKER) {
+        metrics_worker_up(m->mx, c->index, 1);
+    }
     log_info("%s %d started as pid %ld", role_name(c->role), c->index, (long)pid);
     return 0;
 }
@@ -182,6 +187,7 @@ static void reap(struct master *m, int stopping)
         if (c->role == ROLE_WORKER) {
             /* Its connections died with it: no longer a candidate load. */
             __atomic_store_n(&m->load[c->index], -1, __ATOMIC_RELAXED);
+            metrics_worker_up(m->mx, c->index, 0);
         }
         if (stopping) {
             log_info("%s %d (pid %ld) %s", role_name(c->role), c->index, (long)pid, how);
@@ -202,6 +208,9 @@ static void reap(struct master *m, int stopping)
             c->backoff_ms = 0;
         }
         c->respawn_at = now + c->backoff_ms;
+        if (c->role == ROLE_WORKER) {
+            metrics_worker_restart(m->mx);
+        }
         log_warn("%s %d (pid %ld) %s; respawning in %d ms", role_name(c->role), c->index, (long)pid,
                  how, c->backoff_ms);
     }
@@ -348,11 +357,18 @@ int master_run(const struct config *cfg)
                      strerror(errno));
         }
     }
+    /* Like the cache: without it /metrics only lacks the process series. */
+    m.mx = metrics_new(nworkers, clock_wall_ms() / 1000);
+    if (m.mx == NULL) {
+        log_warn("/metrics figures unavailable (%s): only Redis series are served",
+                 strerror(errno));
+    }
     m.nchildren = nworkers + (cfg->test_enabled ? 1 : 0);
     m.children = calloc((size_t)m.nchildren, sizeof(*m.children));
     if (m.children == NULL) {
         log_error("out of memory");
         statcache_free(m.sc);
+        metrics_free(m.mx);
         munmap(m.load, (size_t)nworkers * sizeof(*m.load));
         close(m.listen_fd);
         listener_unlink(cfg);
@@ -414,6 +430,7 @@ int master_run(const struct config *cfg)
     }
     free(m.children);
     statcache_free(m.sc);
+    metrics_free(m.mx);
     munmap(m.load, (size_t)nworkers * sizeof(*m.load));
     log_info("stopped");
     return status;

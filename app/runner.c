@@ -20,7 +20,9 @@
  * runner died without finishing it (SIGKILL, a crash, a power cut) stops
  * beating; every runner sweeps the active runs each SWEEP_MS and marks such
  * runs failed, so none stays "running" forever. A graceful stop marks the
- * current run failed at once.
+ * current run failed at once. A run cancelled through the API (its record
+ * says "cancelled") is noticed within CANCEL_MS: its transfers are dropped
+ * at once, no new one starts, and its final counters are written.
  *
  * The target is TEST_TARGET_URL from the configuration, never anything
  * from a request; only http and https are allowed, redirects are not
@@ -48,6 +50,7 @@
 #include "urlgen.h"
 
 #define PROGRESS_MS  200
+#define CANCEL_MS    100 /* how often a running run's status is checked */
 #define SWEEP_MS     1000
 #define STALE_MS     5000 /* a running run silent this long is dead */
 #define IDLE_WAIT_MS 200  /* queue polling interval when idle */
@@ -407,10 +410,28 @@ static void finish(struct runner *rn, struct run *r)
     log_error("run %s: final state not recorded; the sweep will mark it failed", r->id);
 }
 
+/* 1 if the run's record says it was cancelled (docs/API.md section 11). */
+static int cancelled(struct runner *rn, const struct run *r)
+{
+    enum run_status status;
+
+    return store_run_status(rn->st, r->id, &status) == 0 && status == RUN_CANCELLED;
+}
+
+static void drop_transfers(struct runner *rn)
+{
+    for (int i = 0; i < rn->nxfers; i++) {
+        if (rn->xfers[i].busy) {
+            curl_multi_remove_handle(rn->multi, rn->xfers[i].easy);
+            rn->xfers[i].busy = 0;
+        }
+    }
+}
+
 static void execute(struct runner *rn, struct run *r)
 {
     struct urlgen g;
-    int64_t last_progress = 0;
+    int64_t last_progress = 0, last_cancel_check = 0;
     char err[160] = "";
     int running = 0;
 
@@ -442,6 +463,12 @@ static void execute(struct runner *rn, struct run *r)
         if (now - last_progress >= PROGRESS_MS) {
             write_progress(rn, r);
             last_progress = now;
+        }
+        if (now - last_cancel_check >= CANCEL_MS) {
+            last_cancel_check = now;
+            if (cancelled(rn, r)) {
+                goto cancel;
+            }
         }
         /* Keep the window full; libcurl starts new transfers on its timer. */
         while (r->sent < r->requests && r->sent - r->succeeded - r->failed < rn->nxfers) {
@@ -480,6 +507,14 @@ fail:
     }
     r->status = RUN_FAILED;
     snprintf(r->error, sizeof(r->error), "%s", err);
+    finish(rn, r);
+    return;
+
+cancel:
+    /* Transfers in flight are dropped: no new request leaves from now on
+     * (one already sent may still be answered and counted by the app). */
+    drop_transfers(rn);
+    r->status = RUN_CANCELLED;
     finish(rn, r);
 }
 

@@ -44,6 +44,7 @@ struct statcache {
     int nslots;
     size_t slot_bytes;
     size_t map_bytes;
+    int64_t floor_ms; /* no body read before this is served (statcache_invalidate) */
     struct slot slots[];
 };
 
@@ -128,7 +129,8 @@ int statcache_get(struct statcache *sc, long long offset, long long limit, int64
         return 0;
     }
     i = find(sc, offset, limit);
-    if (i >= 0 && now_ms - sc->slots[i].fetched_ms < sc->ttl_ms) {
+    if (i >= 0 && now_ms - sc->slots[i].fetched_ms < sc->ttl_ms &&
+        sc->slots[i].fetched_ms >= __atomic_load_n(&sc->floor_ms, __ATOMIC_ACQUIRE)) {
         jsonbuf_raw(jb, body_of(sc, i), sc->slots[i].len);
         hit = 1;
     }
@@ -142,7 +144,8 @@ void statcache_put(struct statcache *sc, long long offset, long long limit, int6
     struct slot *s;
     int i;
 
-    if (sc == NULL || len > sc->slot_bytes || cache_lock(sc) != 0) {
+    if (sc == NULL || len > sc->slot_bytes ||
+        fetched_ms < __atomic_load_n(&sc->floor_ms, __ATOMIC_ACQUIRE) || cache_lock(sc) != 0) {
         return;
     }
     i = find(sc, offset, limit);
@@ -172,4 +175,21 @@ void statcache_put(struct statcache *sc, long long offset, long long limit, int6
     s->len = len;
     s->used = 1;
     pthread_mutex_unlock(&sc->lock);
+}
+
+/* After a reset (DELETE /stats/, docs/API.md section 11) no page read
+ * before it may be served: raising the floor is enough, since a get
+ * compares every slot's read time with it. No lock is taken, so a stopped
+ * lock holder cannot delay a reset's answer; the floor only grows. */
+void statcache_invalidate(struct statcache *sc, int64_t floor_ms)
+{
+    int64_t cur;
+
+    if (sc == NULL) {
+        return;
+    }
+    cur = __atomic_load_n(&sc->floor_ms, __ATOMIC_ACQUIRE);
+    while (cur < floor_ms && !__atomic_compare_exchange_n(&sc->floor_ms, &cur, floor_ms, 0,
+                                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    }
 }

@@ -34,4 +34,9 @@ int statcache_get(struct statcache *sc, long long offset, long long limit, int64
 void statcache_put(struct statcache *sc, long long offset, long long limit, int64_t fetched_ms,
                    const char *body, size_t len);
 
+/* Serve no body whose Redis read began before floor_ms (monotonic ms),
+ * from now on, in every process: for a reset, whose answer must not be
+ * followed by a page read before it. sc may be NULL. */
+void statcache_invalidate(struct statcache *sc, int64_t floor_ms);
+
 #endif

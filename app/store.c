@@ -17,6 +17,9 @@
  *   P runs:active     set         ids of queued and running runs (bounded)
  *   P runs:queue      list        ids of queued runs, oldest first
  *   P runs:recent     list        ids of recent runs, newest first (trimmed)
+ *   P history:<hour>  hash        requests per 10-s interval of one hour
+ *                                 (hour = epoch s / 3600; field = interval
+ *                                 within the hour, 0..359); see "history"
  *
  * A sorted set gives ZINCRBY in O(log n) and a page of the report in
  * O(log n + limit) with ZREVRANGE; ties come in reverse byte order of the
@@ -59,16 +62,23 @@
 #define WRITER_TTL_S   3600
 #define KEY_MAX        128
 #define RUNKEY_MAX     (KEY_MAX + RUN_ID_LEN + 1)
-#define CMD_MAX_ARGS   24
+#define CMD_MAX_ARGS   40
 #define RUN_FIELDS_MAX 32
 
 /* Apply one batch of hits at most once.
- * KEYS: hits, total, dropped, writer. ARGV: seq, ttl, hits, dropped, then
- * (count, path) pairs. Returns 1 if applied, 0 if this seq was already. */
+ * KEYS: hits, total, dropped, writer, then one history hash per interval
+ * tally (see "history" below). ARGV: seq, ttl, hits, dropped, number of
+ * tallies, then (field, count, expire-at) per tally, then (count, path)
+ * pairs. Returns 1 if applied, 0 if this seq was already. */
 static const char batch_script[] =
     "local last = tonumber(redis.call('GET', KEYS[4]) or '0')\n"
     "if tonumber(ARGV[1]) <= last then return 0 end\n"
-    "for i = 5, #ARGV, 2 do redis.call('ZINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
+    "local nh = tonumber(ARGV[5])\n"
+    "for i = 1, nh do\n"
+    "  redis.call('HINCRBY', KEYS[4 + i], ARGV[3 + 3 * i], ARGV[4 + 3 * i])\n"
+    "  redis.call('EXPIREAT', KEYS[4 + i], ARGV[5 + 3 * i])\n"
+    "end\n"
+    "for i = 6 + 3 * nh, #ARGV, 2 do redis.call('ZINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
     "if ARGV[3] ~= '0' then redis.call('INCRBY', KEYS[2], ARGV[3]) end\n"
     "if ARGV[4] ~= '0' then redis.call('INCRBY', KEYS[3], ARGV[4]) end\n"
     "redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2])\n"
@@ -102,12 +112,13 @@ static const char claim_script[] =
     "  redis.call('SREM', KEYS[2], id)\n"
     "end\n";
 
-/* Finish a run if it is still ours and running.
+/* Finish a run if it is still ours and running (or cancelled, when the
+ * final status is "cancelled": the runner then writes its final counters).
  * KEYS: run, active. ARGV: owner, status, finished, sent, succeeded, failed,
  * error, retention, id. */
 static const char finish_script[] =
     "local cur = redis.call('HMGET', KEYS[1], 'status', 'owner')\n"
-    "if cur[1] ~= 'running' or cur[2] ~= ARGV[1] then return 0 end\n"
+    "if (cur[1] ~= 'running' and cur[1] ~= ARGV[2]) or cur[2] ~= ARGV[1] then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished', ARGV[3], 'sent', ARGV[4],\n"
     "  'succeeded', ARGV[5], 'failed', ARGV[6], 'error', ARGV[7])\n"
     "redis.call('SREM', KEYS[2], ARGV[9])\n"
@@ -446,6 +457,11 @@ int store_ping(struct store *st)
 
 /* ---- the non-blocking batch connection -------------------------------- */
 
+/* History layout helpers, defined with the history reads at the end. */
+#define HISTORY_PER_HOUR (3600 / HITBUF_INTERVAL_S)
+static void history_key(const struct store *st, int64_t hour, char *buf);
+static int64_t history_expire_at(int64_t hour);
+
 void store_batch_attach(struct store *st, int epfd, uint64_t tag)
 {
     st->epfd = epfd;
@@ -519,10 +535,11 @@ static int batch_connect(struct store *st)
 int store_batch_send(struct store *st, const struct hitbatch *b, int64_t now_ms)
 {
     const struct config *cfg = st->cfg;
-    int argc = 11 + 2 * (int)b->n;
+    size_t nh = b->nintervals;
+    int argc = 12 + 4 * (int)nh + 2 * (int)b->n, a;
     const char **argv = NULL;
     size_t *len = NULL;
-    char *nums = NULL, head[4][24];
+    char *nums = NULL, *hkeys = NULL, head[6][24];
     int fresh = 0, done = 0, rc = -1;
 
     if (st->b_busy) {
@@ -536,35 +553,55 @@ int store_batch_send(struct store *st, const struct hitbatch *b, int64_t now_ms)
     }
     argv = malloc((size_t)argc * sizeof(*argv));
     len = malloc((size_t)argc * sizeof(*len));
-    nums = malloc(b->n * 24 + 1);
-    if (argv == NULL || len == NULL || nums == NULL) {
+    nums = malloc((b->n + 3 * nh) * 24 + 1);
+    hkeys = malloc(nh * KEY_MAX + 1);
+    if (argv == NULL || len == NULL || nums == NULL || hkeys == NULL) {
         goto out;
     }
     snprintf(head[0], sizeof(head[0]), "%llu", (unsigned long long)b->seq);
     snprintf(head[1], sizeof(head[1]), "%d", WRITER_TTL_S);
     snprintf(head[2], sizeof(head[2]), "%llu", (unsigned long long)b->hits);
     snprintf(head[3], sizeof(head[3]), "%llu", (unsigned long long)b->dropped);
+    snprintf(head[4], sizeof(head[4]), "%zu", 4 + nh);
+    snprintf(head[5], sizeof(head[5]), "%zu", nh);
     argv[0] = "EVAL";
     argv[1] = batch_script;
-    argv[2] = "4";
+    argv[2] = head[4];
     argv[3] = st->k_hits;
     argv[4] = st->k_total;
     argv[5] = st->k_dropped;
     argv[6] = st->k_writer;
-    for (int i = 0; i < 4; i++) {
-        argv[7 + i] = head[i];
+    a = 7;
+    for (size_t i = 0; i < nh; i++) {
+        history_key(st, b->intervals[i].interval / HISTORY_PER_HOUR, hkeys + i * KEY_MAX);
+        argv[a++] = hkeys + i * KEY_MAX;
     }
-    for (int i = 0; i < 11; i++) {
+    for (int i = 0; i < 4; i++) {
+        argv[a++] = head[i];
+    }
+    argv[a++] = head[5];
+    for (size_t i = 0; i < nh; i++) {
+        int64_t iv = b->intervals[i].interval;
+        char *num = nums + 3 * i * 24;
+
+        snprintf(num, 24, "%lld", (long long)(iv % HISTORY_PER_HOUR));
+        snprintf(num + 24, 24, "%llu", (unsigned long long)b->intervals[i].count);
+        snprintf(num + 48, 24, "%lld", (long long)history_expire_at(iv / HISTORY_PER_HOUR));
+        argv[a++] = num;
+        argv[a++] = num + 24;
+        argv[a++] = num + 48;
+    }
+    for (int i = 0; i < a; i++) {
         len[i] = strlen(argv[i]);
     }
     for (size_t i = 0; i < b->n; i++) {
-        char *num = nums + i * 24;
+        char *num = nums + (3 * nh + i) * 24;
         int n = snprintf(num, 24, "%llu", (unsigned long long)b->entries[i].count);
 
-        argv[11 + 2 * i] = num;
-        len[11 + 2 * i] = (size_t)n;
-        argv[12 + 2 * i] = b->entries[i].path;
-        len[12 + 2 * i] = b->entries[i].len;
+        argv[a] = num;
+        len[a++] = (size_t)n;
+        argv[a] = b->entries[i].path;
+        len[a++] = b->entries[i].len;
     }
     if (redisAppendCommandArgv(st->b, argc, argv, len) != REDIS_OK) {
         batch_fail(st, "EVAL", st->b->errstr);
@@ -584,6 +621,7 @@ int store_batch_send(struct store *st, const struct hitbatch *b, int64_t now_ms)
     rc = 0;
 
 out:
+    free(hkeys);
     free(nums);
     free(len);
     free(argv);
@@ -1072,6 +1110,285 @@ int store_run_sweep(struct store *st, int64_t now_ms, int64_t stale_ms, const ch
     rep = query_one(st, &c, 1);
     rc = rep != NULL && rep->type == REDIS_REPLY_INTEGER ? (int)rep->integer : -1;
     reply_error_log("sweep runs", rep);
+    freeReplyObject(rep);
+    return rc;
+}
+
+/* ==== history: requests per 10-s interval (docs/API.md section 10) ======
+ *
+ * Layout: one hash per hour of wall clock, P history:<epoch s / 3600>,
+ * field = the interval's index within the hour (0..359), value = requests
+ * counted in it. The batch script above adds each batch's interval tallies
+ * with HINCRBY (under the batch's seq check, so a retried batch never adds
+ * twice) and sets EXPIREAT to the hour's end + HISTORY_KEEP_S, so every
+ * point is kept at least 25 h and memory is bounded: at most ~26 hashes of
+ * at most 360 small fields. A read of N points is one EVAL that HMGETs
+ * exactly those N fields from the at most 25 hours they span: O(points). */
+
+#define HISTORY_KEEP_S ((int64_t)25 * 3600)
+
+/* Read n intervals from `first` (interval index), filled with 0.
+ * KEYS: the hour hashes from first's hour on, one per hour. ARGV: first,
+ * n, intervals per hour. Returns n integers. */
+static const char history_script[] =
+    "local first, n, per = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local base = math.floor(first / per)\n"
+    "local out = {}\n"
+    "for k = 1, #KEYS do\n"
+    "  local hour = base + k - 1\n"
+    "  local lo = math.max(first, hour * per)\n"
+    "  local hi = math.min(first + n - 1, hour * per + per - 1)\n"
+    "  local fields = {}\n"
+    "  for i = lo, hi do fields[#fields + 1] = string.format('%d', i - hour * per) end\n"
+    "  if #fields > 0 then\n"
+    "    local vals = redis.call('HMGET', KEYS[k], unpack(fields))\n"
+    "    for j = 1, #vals do out[#out + 1] = tonumber(vals[j] or '0') or 0 end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+static void history_key(const struct store *st, int64_t hour, char *buf)
+{
+    snprintf(buf, KEY_MAX, "%shistory:%lld", st->cfg->redis_prefix, (long long)hour);
+}
+
+static int64_t history_expire_at(int64_t hour)
+{
+    return (hour + 1) * 3600 + HISTORY_KEEP_S;
+}
+
+int store_history(struct store *st, int64_t first, size_t n, long long *counts)
+{
+    char keys[STORE_HISTORY_HOURS_MAX][KEY_MAX];
+    int64_t h0 = first / HISTORY_PER_HOUR;
+    int64_t h1 = (first + (int64_t)n - 1) / HISTORY_PER_HOUR;
+    struct cmd c = {0};
+    redisReply *rep;
+    int rc = -1;
+
+    if (n == 0 || first < 0 || h1 - h0 + 1 > STORE_HISTORY_HOURS_MAX) {
+        return -1;
+    }
+    arg_str(&c, "EVAL");
+    arg_str(&c, history_script);
+    arg_ll(&c, h1 - h0 + 1);
+    for (int64_t h = h0; h <= h1; h++) {
+        history_key(st, h, keys[h - h0]);
+        arg_str(&c, keys[h - h0]);
+    }
+    arg_ll(&c, first);
+    arg_ll(&c, (long long)n);
+    arg_ll(&c, HISTORY_PER_HOUR);
+    rep = query_one(st, &c, 1);
+    if (rep == NULL) {
+        return -1;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
+        reply_error_log("history", rep);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        counts[i] = reply_ll(rep->element[i]);
+    }
+    rc = 0;
+
+out:
+    freeReplyObject(rep);
+    return rc;
+}
+
+/* ==== reset (docs/API.md section 11) =====================================
+ *
+ * One script, so it is atomic with respect to every batch: a batch is
+ * applied wholly before or wholly after it. It removes the counts, the
+ * total, the dropped-hit count and the history hashes of every hour a
+ * point can still exist in (their EXPIREAT is at most HISTORY_KEEP_S past
+ * the hour's end; the window also covers a wall clock a little ahead).
+ * UNLINK frees a large sorted set in the background instead of stalling
+ * Redis. Writer seq keys stay, so a batch retried after the reset is still
+ * recognised as applied. Test runs are not touched.
+ * KEYS: hits, total, dropped, history hashes. Returns the removed
+ * {total, unique, dropped}. */
+#define RESET_HOURS_AHEAD 1
+#define RESET_HOURS       (HISTORY_KEEP_S / 3600 + 3 + RESET_HOURS_AHEAD)
+
+static const char reset_script[] = "local total = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
+                                   "local unique = redis.call('ZCARD', KEYS[1])\n"
+                                   "local dropped = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
+                                   "redis.call('UNLINK', unpack(KEYS))\n"
+                                   "return {total, unique, dropped}\n";
+
+int store_reset(struct store *st, int64_t now_s, struct store_reset *out)
+{
+    char keys[RESET_HOURS][KEY_MAX];
+    int64_t hour = now_s / 3600;
+    struct cmd c = {0};
+    redisReply *rep;
+    int rc = -1;
+
+    memset(out, 0, sizeof(*out));
+    arg_str(&c, "EVAL");
+    arg_str(&c, reset_script);
+    arg_ll(&c, 3 + RESET_HOURS);
+    arg_str(&c, st->k_hits);
+    arg_str(&c, st->k_total);
+    arg_str(&c, st->k_dropped);
+    for (int i = 0; i < RESET_HOURS; i++) {
+        history_key(st, hour + RESET_HOURS_AHEAD - i, keys[i]);
+        arg_str(&c, keys[i]);
+    }
+    /* Not retried on a stale connection: a reset is not worth risking
+     * twice (the second would remove hits counted in between). */
+    rep = query_one(st, &c, 0);
+    if (rep == NULL) {
+        return -1;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
+        reply_error_log("reset", rep);
+        goto out;
+    }
+    out->total = reply_ll(rep->element[0]);
+    out->unique = reply_ll(rep->element[1]);
+    out->dropped = reply_ll(rep->element[2]);
+    rc = 0;
+
+out:
+    freeReplyObject(rep);
+    return rc;
+}
+
+/* ==== /metrics: the Redis-side figures (docs/API.md section 8) ===========
+ *
+ * One script reads the totals and counts test runs by status: the runs
+ * listed in the recent-runs list (TEST_RUNS_KEPT at most) plus any active
+ * run not in it, so the cost is bounded by the configuration. Like the
+ * claim script it derives run keys from ids (single Redis).
+ * KEYS: hits, total, dropped, active, recent. ARGV: run key prefix.
+ * Returns {total, unique, dropped, queued, running, done, failed,
+ * cancelled}. */
+static const char metrics_script[] =
+    "local by = {queued = 0, running = 0, done = 0, failed = 0, cancelled = 0}\n"
+    "local seen = {}\n"
+    "local function count(id)\n"
+    "  if seen[id] then return end\n"
+    "  seen[id] = true\n"
+    "  local s = redis.call('HGET', ARGV[1] .. id, 'status')\n"
+    "  if s and by[s] then by[s] = by[s] + 1 end\n"
+    "end\n"
+    "for _, id in ipairs(redis.call('LRANGE', KEYS[5], 0, -1)) do count(id) end\n"
+    "for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do count(id) end\n"
+    "return {tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('ZCARD', KEYS[1]),\n"
+    "  tonumber(redis.call('GET', KEYS[3]) or '0'), by.queued, by.running, by.done,\n"
+    "  by.failed, by.cancelled}\n";
+
+int store_metrics(struct store *st, struct store_metrics *m)
+{
+    struct cmd c = {0};
+    redisReply *rep;
+    int rc = -1;
+
+    memset(m, 0, sizeof(*m));
+    arg_str(&c, "EVAL");
+    arg_str(&c, metrics_script);
+    arg_str(&c, "5");
+    arg_str(&c, st->k_hits);
+    arg_str(&c, st->k_total);
+    arg_str(&c, st->k_dropped);
+    arg_str(&c, st->k_active);
+    arg_str(&c, st->k_recent);
+    arg_str(&c, st->k_run);
+    rep = query_one(st, &c, 1);
+    if (rep == NULL) {
+        return -1;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 + RUN_STATUSES) {
+        reply_error_log("metrics", rep);
+        goto out;
+    }
+    m->total = reply_ll(rep->element[0]);
+    m->unique = reply_ll(rep->element[1]);
+    m->dropped = reply_ll(rep->element[2]);
+    for (int i = 0; i < RUN_STATUSES; i++) {
+        m->runs[i] = reply_ll(rep->element[3 + i]);
+    }
+    rc = 0;
+
+out:
+    freeReplyObject(rep);
+    return rc;
+}
+
+/* ==== cancelling a test run (docs/API.md section 11) =====================
+ *
+ * A queued run is marked cancelled and leaves the queue: it never starts.
+ * A running run is marked cancelled at once; its runner checks the status
+ * every few hundred ms (store_run_status), stops its transfers and writes
+ * its final counters through the finish script. Either way the run leaves
+ * the active set now, and its record expires after the retention.
+ * KEYS: run, active, queue. ARGV: id, now, retention.
+ * Returns 1 cancelled, 0 no such run, 2 already ended. */
+static const char cancel_script[] =
+    "local st = redis.call('HGET', KEYS[1], 'status')\n"
+    "if not st then return 0 end\n"
+    "if st ~= 'queued' and st ~= 'running' then return 2 end\n"
+    "redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished', ARGV[2])\n"
+    "if st == 'queued' then redis.call('LREM', KEYS[3], 0, ARGV[1]) end\n"
+    "redis.call('SREM', KEYS[2], ARGV[1])\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
+    "return 1\n";
+
+int store_run_cancel(struct store *st, const char *id, int64_t now_ms, int retention_s)
+{
+    char key[RUNKEY_MAX];
+    struct cmd c = {0};
+    redisReply *rep;
+    int rc = -1;
+
+    run_key(st, id, key);
+    arg_str(&c, "EVAL");
+    arg_str(&c, cancel_script);
+    arg_str(&c, "3");
+    arg_str(&c, key);
+    arg_str(&c, st->k_active);
+    arg_str(&c, st->k_queue);
+    arg_str(&c, id);
+    arg_ll(&c, now_ms);
+    arg_ll(&c, retention_s);
+    rep = query_one(st, &c, 1);
+    if (rep == NULL) {
+        return -1;
+    }
+    if (rep->type == REDIS_REPLY_INTEGER) {
+        rc = rep->integer == 1 ? 0 : rep->integer == 0 ? 1 : 2;
+    } else {
+        reply_error_log("cancel run", rep);
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+int store_run_status(struct store *st, const char *id, enum run_status *status)
+{
+    char key[RUNKEY_MAX];
+    struct cmd c = {0};
+    redisReply *rep;
+    int rc = -1;
+
+    run_key(st, id, key);
+    arg_str(&c, "HGET");
+    arg_str(&c, key);
+    arg_str(&c, "status");
+    rep = query_one(st, &c, 1);
+    if (rep == NULL) {
+        return -1;
+    }
+    if (rep->type == REDIS_REPLY_NIL) {
+        rc = 1;
+    } else if (rep->type == REDIS_REPLY_STRING && run_status_parse(rep->str, status) == 0) {
+        rc = 0;
+    } else {
+        reply_error_log("run status", rep);
+    }
     freeReplyObject(rep);
     return rc;
 }

@@ -123,4 +123,47 @@ int store_run_finish(struct store *st, const struct run *r, const char *owner, i
 int store_run_sweep(struct store *st, int64_t now_ms, int64_t stale_ms, const char *reason,
                     int retention_s);
 
+/* ==== Operator endpoints (docs/API.md sections 8, 10, 11) ============== */
+
+/* Most hours one history read may span: 1440 minutes of intervals. */
+#define STORE_HISTORY_HOURS_MAX 25
+
+/* Read the cluster-wide request counts of n consecutive history intervals
+ * (index = epoch seconds / HITBUF_INTERVAL_S) from `first` into counts[]
+ * (n entries, 0 for an interval without requests), in one round trip:
+ * O(n). Returns 0, or -1 when Redis is down or failed or the span is over
+ * STORE_HISTORY_HOURS_MAX hours. */
+int store_history(struct store *st, int64_t first, size_t n, long long *counts);
+
+/* What a reset removed. */
+struct store_reset {
+    long long total, unique, dropped;
+};
+
+/* Remove every count, the total, the dropped-hit count and every history
+ * point, atomically (one script); now_s is the wall clock in epoch
+ * seconds. Writer seq keys and test runs stay. Returns 0 and fills *out
+ * with the figures removed, or -1 when Redis is down or failed. */
+int store_reset(struct store *st, int64_t now_s, struct store_reset *out);
+
+/* The Redis-side figures of /metrics. runs[] is indexed by enum
+ * run_status: runs in the recent-runs list plus active ones. */
+struct store_metrics {
+    long long total, unique, dropped;
+    long long runs[RUN_STATUSES];
+};
+
+/* Read them in one round trip, O(TEST_RUNS_KEPT). Returns 0 or -1. */
+int store_metrics(struct store *st, struct store_metrics *m);
+
+/* Cancel the run `id` (taking it off the queue and the active set; a
+ * running run's runner stops on its next status check). Returns 0 when
+ * cancelled, 1 when there is no such run, 2 when it has ended already, -1
+ * on failure. */
+int store_run_cancel(struct store *st, const char *id, int64_t now_ms, int retention_s);
+
+/* Read only the status of run `id`. Returns 0 and sets *status, 1 when no
+ * such run, -1 on failure. */
+int store_run_status(struct store *st, const char *id, enum run_status *status);
+
 #endif

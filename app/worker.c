@@ -58,6 +58,7 @@
 #include "handler.h"
 #include "hitbuf.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 
 #define TAG_LISTEN UINT64_MAX
@@ -114,7 +115,9 @@ struct worker {
     int conns;         /* connections this worker holds */
     uint64_t dropped_logged;
     int64_t dropped_log_ms;
-    sigset_t waitmask; /* mask inside epoll_pwait: stop signals let through */
+    sigset_t waitmask;     /* mask inside epoll_pwait: stop signals let through */
+    struct metrics *mx;    /* shared /metrics figures, NULL: none */
+    int64_t batch_sent_us; /* when the batch in flight was sent */
 };
 
 static int listen_watch(struct worker *w, int on)
@@ -308,12 +311,15 @@ static void flush_tick(struct worker *w, int64_t now, int force)
     if (store_retry_at(w->st) != 0 && now < store_retry_at(w->st)) {
         return;
     }
-    store_batch_send(w->st, b, now);
+    if (store_batch_send(w->st, b, now) == 0) {
+        w->batch_sent_us = clock_mono_us();
+    }
 }
 
 static void redis_event(struct worker *w, uint32_t events, int64_t now)
 {
     if (store_batch_io(w->st, events, now) == STORE_IO_DONE) {
+        metrics_batch_observe(w->mx, w->index, clock_mono_us() - w->batch_sent_us);
         hitbuf_batch_close(w->hb);
     }
 }
@@ -385,6 +391,7 @@ static int loop_once(struct worker *w, int max_wait_ms, int force_flush)
     }
     flush_tick(w, now, force_flush);
     log_drops(w, now);
+    metrics_set_buffered(w->mx, w->index, hitbuf_unwritten_hits(w->hb));
     return n;
 }
 
@@ -434,7 +441,7 @@ static void shutdown_worker(struct worker *w)
 }
 
 static int worker_init(struct worker *w, const struct config *cfg, int listen_fd, int index,
-                       int *load, struct statcache *sc)
+                       int *load, struct statcache *sc, struct metrics *mx)
 {
     struct sigaction sa;
     sigset_t block;
@@ -488,6 +495,8 @@ static int worker_init(struct worker *w, const struct config *cfg, int listen_fd
     w->ctx.st = w->st;
     w->ctx.hb = w->hb;
     w->ctx.sc = sc;
+    w->ctx.mx = mx;
+    w->mx = mx;
     return 0;
 }
 
@@ -502,12 +511,13 @@ static void worker_cleanup(struct worker *w)
     }
 }
 
-int worker_run(const struct config *cfg, int listen_fd, int index, int *load, struct statcache *sc)
+int worker_run(const struct config *cfg, int listen_fd, int index, int *load, struct statcache *sc,
+               struct metrics *mx)
 {
     struct worker w;
     int status = 0;
 
-    if (worker_init(&w, cfg, listen_fd, index, load, sc) != 0) {
+    if (worker_init(&w, cfg, listen_fd, index, load, sc, mx) != 0) {
         worker_cleanup(&w);
         return CONFIG_EXIT_FATAL;
     }

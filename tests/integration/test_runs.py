@@ -33,7 +33,7 @@ import stack as stackmod
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-STATUSES = ("queued", "running", "done", "failed")
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
 RECORD_FIELDS = ("id", "requests", "status", "sent", "succeeded", "failed", "pool",
                  "created_at", "started_at", "finished_at", "elapsed_seconds",
                  "requests_per_second")
@@ -222,11 +222,12 @@ class Runs(RunTestCase):
                 self.assertError(r, 405, "method_not_allowed")
         self.check_all(("GET", "HEAD", "PUT", "DELETE", "PATCH"), check_method)
 
-        def check_path(path):
+        def check_path(path, allow):
             r = self.post(path)
             self.assertError(r, 405, "method_not_allowed")
-            self.assertEqual(r.headers.get("allow"), "GET, HEAD", r.header_list)
-        self.check_all(("/test/runs/", "/test/runs/0123456789abcdef/"), check_path)
+            self.assertEqual(r.headers.get("allow"), allow, r.header_list)
+        check_path("/test/runs/", "GET, HEAD")
+        check_path("/test/runs/0123456789abcdef/", "GET, HEAD, DELETE")
 
     def test_unknown_run_404(self):
         ids = ["0123456789abcdef", "ffffffffffffffff",        # well-formed, never issued

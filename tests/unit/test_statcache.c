@@ -249,12 +249,48 @@ static void test_holder_stuck(void **state)
 
 #define T(f) cmocka_unit_test(f)
 
+/* After statcache_invalidate(floor) no body read before floor is served
+ * or kept, in this process or a child; later reads are cached again. */
+static void test_invalidate(void **state)
+{
+    struct statcache *sc = statcache_new(TTL, 4, 1024);
+    char out[64];
+    pid_t pid;
+    int status;
+
+    (void)state;
+    assert_non_null(sc);
+    put(sc, 0, 10, 1000, "before");
+    put(sc, 5, 10, 1003, "before too");
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        statcache_invalidate(sc, 1005); /* in another process, as a worker does */
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(get(sc, 0, 10, 1006, out, sizeof(out)), 0);
+    assert_int_equal(get(sc, 5, 10, 1006, out, sizeof(out)), 0);
+    put(sc, 0, 10, 1004, "read before, put after"); /* refused */
+    assert_int_equal(get(sc, 0, 10, 1006, out, sizeof(out)), 0);
+    put(sc, 0, 10, 1005, "after");
+    assert_int_equal(get(sc, 0, 10, 1006, out, sizeof(out)), 1);
+    assert_string_equal(out, "after");
+    statcache_invalidate(sc, 900); /* the floor never goes down */
+    put(sc, 5, 10, 1001, "old");
+    assert_int_equal(get(sc, 5, 10, 1006, out, sizeof(out)), 0);
+    statcache_invalidate(NULL, 1); /* no-op */
+    statcache_free(sc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_disabled),           T(test_ttl_and_key),     T(test_never_back_in_time),
         T(test_too_large_not_kept), T(test_replaces_oldest), T(test_large_body),
         T(test_shared_across_fork), T(test_holder_died),     T(test_holder_stuck),
+        T(test_invalidate),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
