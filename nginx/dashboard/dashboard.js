@@ -43,7 +43,7 @@
   const state = {
     offset: 0,
     limit: 25,
-    minutes: 60,
+    minutes: 60,          // the chart's range
     timer: 0,
     runTimer: 0,
     busy: false,
@@ -61,9 +61,16 @@
 
   const $ = (id) => document.getElementById(id);
 
+  // Settings a bookmark can carry: `/?refresh=N` (poll period, 1 to 60
+  // seconds) and `/?minutes=15|60|360|1440` (the chart's range).
   function refreshSeconds() {
     const v = new URLSearchParams(location.search).get('refresh');
     return v !== null && /^[0-9]{1,2}$/.test(v) ? Math.min(60, Math.max(1, Number(v))) : 5;
+  }
+
+  function initialMinutes() {
+    const v = new URLSearchParams(location.search).get('minutes');
+    return ['15', '60', '360', '1440'].includes(v) ? Number(v) : 60;
   }
 
   // ---- small helpers ------------------------------------------------------
@@ -350,6 +357,9 @@
     return { max: Math.ceil(max / step - 1e-9) * step, step: step };
   }
 
+  // The points of a /stats/history/ answer, without the newest one: that
+  // interval is still in progress (docs/API.md section 10), and drawn as a
+  // rate it would always look like a drop.
   function parseHistory(h) {
     const interval = isNum(h.interval_seconds) && h.interval_seconds > 0 ? h.interval_seconds : 10;
     const pts = [];
@@ -358,14 +368,17 @@
       const n = p ? p.requests : NaN;
       if (Number.isFinite(t) && isNum(n) && n >= 0) pts.push({ t: t, n: n });
     }
-    return { interval: interval, pts: pts };
+    let total = 0;
+    for (const p of pts) total += p.n;
+    if (pts.length > 1) pts.pop();
+    return { interval: interval, pts: pts, total: total };
   }
 
   function drawChart() {
     const box = $('chart');
     const h = state.history;
     if (!h) return;
-    const { interval, pts } = parseHistory(h);
+    const { interval, pts, total } = parseHistory(h);
     if (pts.length === 0) {
       chartMessage('No history yet: the chart fills in as requests are counted.');
       return;
@@ -474,13 +487,9 @@
     box.replaceChildren(root);
 
     // The words a screen reader gets, shown under the chart too.
-    let sum = 0;
-    for (const p of pts) sum += p.n;
     const span = state.minutes >= 60 ? state.minutes / 60 + ' h' : state.minutes + ' min';
-    // The newest interval is still filling; the one before it is the
-    // latest complete one.
-    const last = pts.length > 1 ? pts[pts.length - 2] : pts[0];
-    let summary = int(sum) + ' requests in the last ' + span + ' · peak ' + rate(peak.rate) + ' req/s at ' +
+    const last = pts[pts.length - 1];
+    let summary = int(total) + ' requests in the last ' + span + ' · peak ' + rate(peak.rate) + ' req/s at ' +
       hhmm(new Date(peak.t)) + ' · latest ' + rate(last.n / interval) + ' req/s';
     summary += per > 1 ? ' · averaged over ' + per * interval + ' s' : ' · ' + interval + ' s intervals';
     if (state.historyNote) summary += ' · ' + state.historyNote;
@@ -503,6 +512,11 @@
     if (res.status === 404) {
       state.history = null;
       chartMessage('Request-rate history is not available: this server has no /stats/history/.');
+      return;
+    }
+    if (res.status === 403) {
+      state.history = null;
+      chartMessage('Request-rate history is turned off on this server (HISTORY_ENABLED=0).');
       return;
     }
     const why = res.status === 503 ? 'Redis is unreachable' : errText(res);
@@ -813,13 +827,18 @@
     }));
   }
 
+  function setRange(minutes) {
+    state.minutes = minutes;
+    for (const b of document.querySelectorAll('.seg-btn')) {
+      b.setAttribute('aria-pressed', Number(b.dataset.minutes) === minutes ? 'true' : 'false');
+    }
+  }
+
   function init() {
+    setRange(initialMinutes());
     for (const btn of document.querySelectorAll('.seg-btn')) {
       btn.addEventListener('click', () => {
-        state.minutes = Number(btn.dataset.minutes);
-        for (const b of document.querySelectorAll('.seg-btn')) {
-          b.setAttribute('aria-pressed', b === btn ? 'true' : 'false');
-        }
+        setRange(Number(btn.dataset.minutes));
         spawn(refreshHistory());
       });
     }

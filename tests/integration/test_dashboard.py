@@ -438,10 +438,38 @@ class DashboardStates(BrowserTestCase):
     page polls every second (`/?refresh=1`), so the waits stay short."""
 
     page = "/?refresh=1"
+    # One transfer at a time: a run lasts long enough to be cancelled.
+    app_env = {"TEST_CONCURRENCY": "1"}
 
     @classmethod
     def seed(cls):
         cls.history_absent = cls.history_status() == 404
+
+    def test_cancel_from_the_list(self):
+        """A running run started from the form, cancelled with its button in
+        the recent-runs list (docs/API.md section 11)."""
+        n = 100000
+        self.b.type_into("#run-n", str(n))
+        self.b.click("#run-start")
+        run_id = self.b.wait_for(
+            "const s = document.getElementById('current-status');"
+            "return s && s.textContent === 'running' &&"
+            " document.getElementById('current-id').textContent.slice(4);",
+            20, "the run to be running")
+        button = "#runs li[data-run-id='%s'] .run-actions button" % run_id
+        self.b.wait_for("const b = document.querySelector(arguments[0]);"
+                        "return b && b.offsetParent !== null;", 15, "its Cancel button", button)
+        self.b.click(button)
+        self.b.wait_for(
+            "return document.getElementById('current-status').textContent === 'cancelled' &&"
+            " document.getElementById('run-msg').textContent === 'Run cancelled.';",
+            15, "the run to show cancelled")
+        record = self.assertJson(self.get("/test/runs/%s/" % run_id), 200)
+        self.assertEqual(record["status"], "cancelled")
+        self.assertLess(record["sent"], n)
+        # The list no longer offers to cancel it.
+        self.b.wait_for("const b = document.querySelector(arguments[0]);"
+                        "return b && b.offsetParent === null;", 15, "the button to go", button)
 
     def test_polls_only_while_visible(self):
         """A tab in the background sends nothing; shown again, it polls at
@@ -449,8 +477,10 @@ class DashboardStates(BrowserTestCase):
         st = self.require_stack()
 
         def logged():
+            """The page's requests in nginx's access log (not the /api/
+            traffic of a test run that may still be ending)."""
             with open(st.access_log, "rb") as f:
-                return f.read().count(b"\n")
+                return len(re.findall(rb'"GET /(?:stats|test)/', f.read()))
         b = self.b
         page = b.window()
         other = b.new_tab()
