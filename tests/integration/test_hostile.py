@@ -42,7 +42,7 @@ CORPUS = os.path.join(HERE, "hostile_corpus.txt")
 # What the API documents (API.md 6 and the endpoints), nginx-level JSON errors
 # included: 505 is nginx's answer to a request line with an HTTP version it
 # does not speak (README, "The API", error codes).
-DOCUMENTED = {200, 202, 308, 400, 404, 405, 408, 413, 414, 429, 503, 505}
+DOCUMENTED = {200, 202, 308, 400, 401, 403, 404, 405, 408, 409, 413, 414, 429, 503, 505}
 
 # Every header name the service (app or nginx) sends; anything else is injected.
 KNOWN_HEADERS = {"server", "date", "content-type", "content-length", "connection",
