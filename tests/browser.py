@@ -84,8 +84,9 @@ class Browser:
         self.base = "http://127.0.0.1:%d" % self.port
         self.session = None
         self._log = open(os.path.join(out_dir, "chromedriver.log"), "ab")
+        # Without --allowed-ips chromedriver listens on loopback only.
         self.driver = subprocess.Popen(
-            [driver, "--port=%d" % self.port, "--allowed-ips=127.0.0.1"],
+            [driver, "--port=%d" % self.port],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             self._wait_driver(timeout)

@@ -843,6 +843,8 @@
       });
     }
     const size = $('page-size');
+    // A phone gets a shorter first page.
+    if (window.matchMedia('(max-width: 560px)').matches) size.value = '10';
     state.limit = Number(size.value) || 25;
     size.addEventListener('change', () => {
       state.limit = Number(size.value) || 25;
