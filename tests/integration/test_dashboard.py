@@ -16,6 +16,13 @@ real headless Chromium.
                     Screenshots at a desktop and a phone width are written
                     to build/test-output/dashboard/ (REQSTATS_TEST_OUTPUT
                     overrides); the paths are printed.
+  DashboardStates   the page polling every second (/?refresh=1): a run
+                    cancelled with its button, no request from a background
+                    tab and a poll at once when shown again, Redis stopped
+                    (banner, numbers kept and marked stale) and back.
+
+One Chromium serves every class (tests/browser.py; its chromedriver log is
+kept beside the screenshots).
 
 Without chromium and chromedriver the browser class fails under CI (CI set)
 and is skipped, loudly, elsewhere.
@@ -45,8 +52,10 @@ ASSETS = {
 # Counted paths for the browser test, most requested first, each with its
 # own count so their order is fixed; nothing else in the test comes near
 # 38 hits. Canonicalization (docs/API.md section 1) keeps ' and & as they
-# are, so the second and fourth reach the page with them; the third would
-# be markup if the page parsed it (canonicalization encodes < > and space).
+# are, so the second and fourth reach the page with them; HOSTILE holds
+# "&amp;", which a page that parsed paths as HTML would show as "&". The
+# third is a tag that canonicalization has already encoded (< > and space
+# become %XX): its %-escapes must reach the screen unchanged.
 HOSTILE = "/api/o'brien&amp;sons/orders/"
 SEEDED = [
     ("/api/dash/users/42/", 60),
