@@ -480,16 +480,26 @@ class DashboardStates(BrowserTestCase):
         self.b.wait_for("const b = document.querySelector(arguments[0]);"
                         "return b && b.offsetParent === null;", 15, "the button to go", button)
 
+    def page_requests(self, pattern=rb'"GET /(?:stats|test)/'):
+        """How many of the page's requests nginx has logged (not the /api/
+        traffic of a test run that may still be ending); nginx writes its
+        access log at least every second."""
+        with open(self.stack.access_log, "rb") as f:
+            return len(re.findall(pattern, f.read()))
+
+    def wait_page_request(self, after, what, timeout=10, pattern=rb'"GET /(?:stats|test)/'):
+        """Until nginx has logged more than `after` of the page's requests."""
+        deadline = time.monotonic() + timeout
+        while self.page_requests(pattern) <= after:
+            if time.monotonic() > deadline:
+                self.fail("no request from the page logged: " + what)
+            time.sleep(0.1)
+
     def test_polls_only_while_visible(self):
         """A tab in the background sends nothing; shown again, it polls at
         once (this class's page polls every second)."""
-        st = self.require_stack()
-
-        def logged():
-            """The page's requests in nginx's access log (not the /api/
-            traffic of a test run that may still be ending)."""
-            with open(st.access_log, "rb") as f:
-                return len(re.findall(rb'"GET /(?:stats|test)/', f.read()))
+        self.require_stack()
+        logged = self.page_requests
         b = self.b
         page = b.window()
         other = b.new_tab()
@@ -502,10 +512,7 @@ class DashboardStates(BrowserTestCase):
             self.assertEqual(logged(), before, "requests from a hidden tab")
         finally:
             b.close_tab(other, page)
-        deadline = time.monotonic() + 3
-        while logged() == before and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.assertGreater(logged(), before, "no poll when the tab was shown again")
+        self.wait_page_request(before, "when the tab was shown again", timeout=3)
 
     def test_redis_down_and_back(self):
         """Redis stops: a calm banner, the last numbers kept (marked
@@ -514,7 +521,6 @@ class DashboardStates(BrowserTestCase):
         st = self.require_stack()
         self.b.wait_for("return /^[0-9,]+$/.test(document.getElementById('total').textContent);",
                         15, "the total")
-        shown = self.b.execute("return document.getElementById('total').textContent;")
         st.stop_redis()
         try:
             banner = self.b.wait_for(
@@ -522,11 +528,19 @@ class DashboardStates(BrowserTestCase):
                 "return !b.hidden && document.getElementById('redis-state').textContent"
                 " === 'Unreachable' && b.textContent;", 20, "the Redis banner")
             self.assertTrue(banner.startswith("Redis is unreachable."), banner)
-            # The last numbers stay, marked stale.
-            total = self.b.execute(
-                "const t = document.getElementById('total');"
-                "return [t.textContent, t.classList.contains('stale')];")
-            self.assertEqual(total, [shown, True])
+            # The last numbers stay on screen, marked stale, through the
+            # next polls.
+            read_total = ("const t = document.getElementById('total');"
+                          "return [t.textContent, t.classList.contains('stale')];")
+            shown = self.b.execute(read_total)
+            self.assertRegex(shown[0], r"^[0-9,]+$")
+            self.assertTrue(shown[1], "numbers not marked stale")
+            # Two more reads of /stats/ logged: at least one is a poll that
+            # began after the banner was read (the log may lag a second).
+            polls = rb'"GET /stats/\?offset='
+            self.wait_page_request(self.page_requests(polls) + 1, "while Redis is down",
+                                   pattern=polls)
+            self.assertEqual(self.b.execute(read_total), shown)
         finally:
             st.start_redis()
         self.b.wait_for(
