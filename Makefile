@@ -136,10 +136,11 @@ run: deps all
 	    exec $(PYTHON) tests/stack.py --bin $(BUILD)/reqstats
 
 # Debian 12 packages the build, the tests and `make run` need. Installed
-# with apt-get when missing (root), otherwise listed.
+# with apt-get when missing (root), otherwise listed. chromium and
+# chromium-driver: the dashboard's browser test.
 DEPS_PKGS := gcc make pkg-config libfcgi-dev libhiredis-dev libjansson-dev \
              libcurl4-openssl-dev libcmocka-dev nginx redis-server redis-tools python3 curl \
-             prometheus
+             prometheus chromium chromium-driver
 
 deps:
 	@missing=$$(for p in $(DEPS_PKGS); do \

@@ -481,8 +481,9 @@ def main():
     except Exception as e:
         print("make run: %s" % e, file=sys.stderr)
         return 1
-    print("reqstats is up: %s/stats/  (state in %s, access log %s; Ctrl-C stops)"
-          % (stack.base_url, stack.run_dir, stack.access_log), file=sys.stderr, flush=True)
+    print("reqstats is up: %s/ (dashboard), %s/stats/  (state in %s, access log %s; "
+          "Ctrl-C stops)" % (stack.base_url, stack.base_url, stack.run_dir, stack.access_log),
+          file=sys.stderr, flush=True)
     while not stopping:
         for name, proc in (("redis-server", stack.redis), ("reqstats", stack.app),
                            ("nginx", stack.nginx)):
