@@ -55,9 +55,10 @@
  *
  * Left open: when the lock cannot be had in LOCK_WAIT_MS (a stopped
  * holder) a worker answers its own read without comparing it with the
- * slot, and a reset's floor is raised after the reset, so a read racing
- * the reset itself is ordered by chance, as the reset's answer is not
- * sent yet.
+ * slot; a cache emptied after a dead holder has forgotten its versions;
+ * and a reset's floor is raised after the reset, so a read racing the
+ * reset itself is ordered by chance, as the reset's answer is not sent
+ * yet.
  */
 
 #include "statcache.h"
@@ -74,7 +75,7 @@
 
 struct slot {
     long long offset, limit;
-    int64_t fetched_ms; /* when the Redis read behind the body began, or later (Order) */
+    int64_t fetched_ms; /* when the Redis read behind the body began, or later (Expiry) */
     long long version;  /* total_requests + dropped_hits of that read */
     size_t len;
     int used;
@@ -156,6 +157,7 @@ static int cache_lock(struct statcache *sc)
         for (int i = 0; i < sc->nslots; i++) {
             sc->slots[i].used = 0;
         }
+        sc->newest_ms = -1; /* below any floor: no newest version */
         pthread_mutex_consistent(&sc->lock);
         return 0;
     }
