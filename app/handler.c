@@ -215,6 +215,7 @@ static void serve_stats(const struct handler_ctx *ctx, struct request *r)
     struct store_page page;
     struct jsonbuf jb;
     char storage[STATS_STACK_BYTES];
+    long long version;
     int64_t now;
 
     if (query_number(r, "limit", 1, (unsigned long long)ctx->cfg->stats_max_limit,
@@ -267,9 +268,11 @@ static void serve_stats(const struct handler_ctx *ctx, struct request *r)
     jsonbuf_lit(&jb, ",\"dropped_hits\":");
     jsonbuf_int(&jb, page.dropped);
     jsonbuf_lit(&jb, "}\n");
+    version = page.total + page.dropped;
     store_page_free(&page);
     if (!jsonbuf_failed(&jb)) {
-        statcache_put(ctx->sc, (long long)offset, (long long)limit, now, jb.data, jb.len);
+        /* Replaces jb with a newer cached page if there is one. */
+        (void)statcache_put(ctx->sc, (long long)offset, (long long)limit, now, version, &jb);
     }
     serve_buf(r, 200, NULL, &jb);
 }
