@@ -24,6 +24,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "version.h"
+
 /* Upper bounds (seconds) of the batch latency buckets, and the same as
  * label text: a batch is normally well under a millisecond; the top ones
  * reach REDIS_TIMEOUT_MS's range. */
@@ -199,6 +201,9 @@ static void render_processes(FILE *out, const struct metrics *mx)
 
 int metrics_render(FILE *out, const struct metrics *mx, const struct store_metrics *redis)
 {
+    head(out, "reqstats_build_info", "gauge",
+         "Always 1; the version label names the running build.");
+    fprintf(out, "reqstats_build_info{version=\"%s\"} 1\n", REQSTATS_VERSION);
     render_redis_up(out, redis != NULL);
     if (redis != NULL) {
         render_redis(out, redis);
