@@ -13,8 +13,13 @@
 #   make soak          60 s saturation: worker memory and fds stay flat
 #   make fuzz          the canonical-path fuzzer for FUZZ_SECONDS
 #   make test-e2e      docker-compose end to end, standalone and cluster (needs Docker)
+#   make dist          dist/reqstats-<version>.zip of the committed tree
+#   make version       print the version
 #
 # Interface variables of `make run`: HTTP_PORT, REDIS_PORT, RUN_DIR.
+#
+# The version is written once, in app/version.h; `reqstats --version`
+# prints it and `make dist` names the archive after it.
 
 CC      ?= cc
 BUILD   ?= build
@@ -24,6 +29,8 @@ HTTP_PORT  ?= 5000
 REDIS_PORT ?= 6379
 RUN_DIR    ?= ./run
 FUZZ_SECONDS ?= 60
+
+VERSION := $(shell sed -n 's/^\#define REQSTATS_VERSION "\([^"]*\)"$$/\1/p' app/version.h)
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
         -Wformat=2 -Wvla -Wpointer-arith -Wundef -Wcast-align -Wwrite-strings \
@@ -52,7 +59,7 @@ REL_OBJS := $(call objs,$(BUILD),$(APP_SRCS))
 ASAN_OBJS := $(call objs,$(BUILD)/asan,$(APP_SRCS))
 
 .PHONY: all asan unit test test-unit test-integration test-asan lint format format-check \
-        run run-cluster deps bench soak fuzz test-e2e clean
+        run run-cluster deps bench soak fuzz test-e2e dist version clean
 
 all: $(BUILD)/reqstats
 
@@ -114,15 +121,15 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --std=c11 -D_GNU_SOURCE --suppress=missingIncludeSystem --inline-suppr app/
 	clang-tidy --quiet $(APP_SRCS) -- -std=c11 -D_GNU_SOURCE -Iapp
-	@if grep -nE '\b($(BANNED))\s*\(' app/*.c app/*.h tests/unit/*.c tests/fuzz/*.c; then \
+	@if grep -nE '\b($(BANNED))\s*\(' app/*.c app/*.h tests/unit/*.c tests/fuzz/*.c tests/integration/*.c; then \
 	    echo "lint: banned function used (see above)"; exit 1; fi
 	@echo "lint: ok"
 
 format:
-	clang-format -i app/*.c app/*.h tests/unit/*.c tests/fuzz/*.c
+	clang-format -i app/*.c app/*.h tests/unit/*.c tests/fuzz/*.c tests/integration/*.c
 
 format-check:
-	@clang-format --dry-run --Werror app/*.c app/*.h tests/unit/*.c tests/fuzz/*.c && \
+	@clang-format --dry-run --Werror app/*.c app/*.h tests/unit/*.c tests/fuzz/*.c tests/integration/*.c && \
 	    echo "format-check: ok"
 
 # ---- running ---------------------------------------------------------------
@@ -136,9 +143,11 @@ run-cluster: deps all
 	    exec $(PYTHON) tests/stack.py --cluster --bin $(BUILD)/reqstats
 
 # Debian 12 packages the build, the tests and `make run` need. Installed
-# with apt-get when missing (root), otherwise listed.
+# with apt-get when missing (root), otherwise listed. chromium and
+# chromium-driver: the dashboard's browser test.
 DEPS_PKGS := gcc make pkg-config libfcgi-dev libhiredis-dev libjansson-dev \
-             libcurl4-openssl-dev libcmocka-dev nginx redis-server redis-tools python3 curl
+             libcurl4-openssl-dev libcmocka-dev nginx redis-server redis-tools python3 curl \
+             prometheus chromium chromium-driver
 
 deps:
 	@missing=$$(for p in $(DEPS_PKGS); do \
@@ -165,6 +174,19 @@ fuzz:
 # Both compose files: the standalone stack, then the cluster override.
 test-e2e:
 	@rc=0; tests/e2e/run || rc=1; tests/e2e/cluster || rc=1; exit $$rc
+
+# The source archive: HEAD as `git archive` exports it (paths marked
+# export-ignore in .gitattributes left out), under one top folder
+# reqstats-<version>/. Uncommitted changes are not in it.
+dist:
+	@test -n "$(VERSION)" || { echo "dist: no version in app/version.h"; exit 1; }
+	@git diff --quiet HEAD -- || echo "dist: note: uncommitted changes are not in the archive"
+	@mkdir -p dist
+	git archive --format=zip --prefix=reqstats-$(VERSION)/ -o dist/reqstats-$(VERSION).zip HEAD
+	@echo "dist: dist/reqstats-$(VERSION).zip"
+
+version:
+	@echo "$(VERSION)"
 
 clean:
 	rm -rf $(BUILD)

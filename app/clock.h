@@ -9,6 +9,9 @@
 /* Milliseconds on CLOCK_MONOTONIC: for timeouts, deadlines and backoff. */
 int64_t clock_mono_ms(void);
 
+/* Microseconds on CLOCK_MONOTONIC: for latencies (GET /metrics). */
+int64_t clock_mono_us(void);
+
 /* Milliseconds since the Unix epoch on CLOCK_REALTIME: for records. */
 int64_t clock_wall_ms(void);
 

@@ -89,6 +89,12 @@ static const struct var vars[] = {
     {"STATS_CACHE_MS", K_INT, "25", 0, VISIBLE_BUDGET_MS - 1, F(stats_cache_ms),
      "how long all workers answer a /stats/ page from one Redis read (0: every request reads; "
      "plus FLUSH_INTERVAL_MS at most 90)"},
+    {"HISTORY_ENABLED", K_BOOL, "1", 0, 1, F(history_enabled),
+     "count requests per 10-s interval for GET /stats/history/ (0: no history writes, the "
+     "endpoint answers 403)"},
+    {"ADMIN_TOKEN", K_SECRET, "", 0, 255, F(admin_token),
+     "if set, DELETE /stats/ with 'Authorization: Bearer <token>' resets every count (empty: "
+     "reset disabled, 403)"},
     {"TEST_ENABLED", K_BOOL, "1", 0, 1, F(test_enabled),
      "serve POST /test/{n}/ and the run endpoints (0: answer 403)"},
     {"TEST_TOKEN", K_SECRET, "", 0, 255, F(test_token),

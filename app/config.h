@@ -53,7 +53,9 @@ struct config {
 
     int stats_default_limit;
     int stats_max_limit;
-    int stats_cache_ms; /* 0: no shared /stats/ cache */
+    int stats_cache_ms;    /* 0: no shared /stats/ cache */
+    int history_enabled;   /* write and serve /stats/history/ */
+    char admin_token[256]; /* empty: DELETE /stats/ is disabled */
 
     int test_enabled;
     char test_token[256];

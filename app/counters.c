@@ -89,13 +89,20 @@
 #define BISECT_MAX 64
 
 /* Apply one part of a batch at most once.
- * KEYS: hits, total, dropped, writer. ARGV: seq, ttl, hits, dropped, then
- * (count, path) pairs. Returns the writer seq found before (applied), or
- * -1 if this seq was applied already. */
+ * KEYS: hits, total, dropped, writer, then one history hash per interval
+ * tally (see "history" below). ARGV: seq, ttl, hits, dropped, number of
+ * tallies, then (field, count, expire-at) per tally, then (count, path)
+ * pairs. Returns the writer seq found before (applied), or -1 if this seq
+ * was applied already. */
 static const char batch_script[] =
     "local last = tonumber(redis.call('GET', KEYS[4]) or '0')\n"
     "if tonumber(ARGV[1]) <= last then return -1 end\n"
-    "for i = 5, #ARGV, 2 do redis.call('ZINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
+    "local nh = tonumber(ARGV[5])\n"
+    "for i = 1, nh do\n"
+    "  redis.call('HINCRBY', KEYS[4 + i], ARGV[3 + 3 * i], ARGV[4 + 3 * i])\n"
+    "  redis.call('EXPIREAT', KEYS[4 + i], ARGV[5 + 3 * i])\n"
+    "end\n"
+    "for i = 6 + 3 * nh, #ARGV, 2 do redis.call('ZINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
     "if ARGV[3] ~= '0' then redis.call('INCRBY', KEYS[2], ARGV[3]) end\n"
     "if ARGV[4] ~= '0' then redis.call('INCRBY', KEYS[3], ARGV[4]) end\n"
     "redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2])\n"
@@ -124,6 +131,7 @@ struct shard {
     int used; /* has a part in the open batch */
     uint64_t seq, hits, dropped;
     struct cmd cmd;
+    char *hkeys; /* the part's history keys, KEY_MAX bytes each */
 };
 
 struct counters {
@@ -211,6 +219,7 @@ void counters_free(struct counters *ctr)
     }
     for (int i = 0; i < ctr->n; i++) {
         cmd_free(&ctr->sh[i].cmd);
+        free(ctr->sh[i].hkeys);
     }
     free(ctr->batch_shard);
     free(ctr->sh);
@@ -412,10 +421,22 @@ static void part_done(void *arg, uint64_t cookie, redisReply *r)
     freeReplyObject(r);
 }
 
-/* Split batch b into one part per shard. Returns 0 or -1 (no memory). */
+/* History layout helpers, defined with the history reads below. */
+#define HISTORY_PER_HOUR (3600 / HITBUF_INTERVAL_S)
+static void history_key(const struct counters *ctr, int i, int64_t hour, char *buf);
+static int64_t history_expire_at(int64_t hour);
+
+/* Split batch b into one part per shard. The batch's history tallies and
+ * its dropped count travel with one part, the one with the most paths
+ * (shard 0 when there are none): history and dropped hits are summed over
+ * the shards when read, so any shard may hold them, and riding on a part
+ * that is written anyway costs no extra script. Returns 0 or -1 (no
+ * memory). */
 static int split(struct counters *ctr, const struct hitbatch *b)
 {
     size_t *count = calloc((size_t)ctr->n, sizeof(*count));
+    size_t nh = b->nintervals;
+    int carrier = 0;
 
     if (count == NULL) {
         return -1;
@@ -434,34 +455,54 @@ static int split(struct counters *ctr, const struct hitbatch *b)
         ctr->batch_shard[e] = (size_t)shards_of(b->entries[e].path, b->entries[e].len, ctr->n);
         count[ctr->batch_shard[e]]++;
     }
+    for (int i = 1; i < ctr->n; i++) {
+        carrier = count[i] > count[carrier] ? i : carrier;
+    }
     for (int i = 0; i < ctr->n; i++) {
         struct shard *s = &ctr->sh[i];
+        size_t mine = i == carrier ? nh : 0;
 
         cmd_free(&s->cmd);
-        s->used = count[i] > 0 || (i == 0 && b->dropped > 0);
+        free(s->hkeys);
+        s->hkeys = NULL;
+        s->used = count[i] > 0 || (i == carrier && (b->dropped > 0 || nh > 0));
         s->state = s->used ? PART_WAIT : PART_DONE;
         s->hits = 0;
-        s->dropped = i == 0 ? b->dropped : 0;
+        s->dropped = i == carrier ? b->dropped : 0;
         if (!s->used) {
             continue;
         }
-        if (cmd_init_cap(&s->cmd, s->slot, 11 + 2 * (int)count[i]) != 0) {
+        if (cmd_init_cap(&s->cmd, s->slot, 12 + 4 * (int)mine + 2 * (int)count[i]) != 0 ||
+            (mine > 0 && (s->hkeys = malloc(mine * KEY_MAX)) == NULL)) {
             free(count);
             return -1;
         }
         s->seq = s->next_seq++;
         cmd_str(&s->cmd, "EVAL");
         cmd_str(&s->cmd, batch_script);
-        cmd_str(&s->cmd, "4");
+        cmd_ll(&s->cmd, 4 + (long long)mine);
         cmd_str(&s->cmd, s->k_hits);
         cmd_str(&s->cmd, s->k_total);
         cmd_str(&s->cmd, s->k_dropped);
         cmd_str(&s->cmd, s->k_writer);
+        for (size_t h = 0; h < mine; h++) {
+            history_key(ctr, i, b->intervals[h].interval / HISTORY_PER_HOUR,
+                        s->hkeys + h * KEY_MAX);
+            cmd_str(&s->cmd, s->hkeys + h * KEY_MAX);
+        }
         cmd_ll(&s->cmd, (long long)s->seq);
         cmd_ll(&s->cmd, WRITER_TTL_S);
         /* hits: filled below, once summed */
         cmd_ll(&s->cmd, 0);
         cmd_ll(&s->cmd, (long long)s->dropped);
+        cmd_ll(&s->cmd, (long long)mine);
+        for (size_t h = 0; h < mine; h++) {
+            int64_t iv = b->intervals[h].interval;
+
+            cmd_ll(&s->cmd, (long long)(iv % HISTORY_PER_HOUR));
+            cmd_ll(&s->cmd, (long long)b->intervals[h].count);
+            cmd_ll(&s->cmd, (long long)history_expire_at(iv / HISTORY_PER_HOUR));
+        }
     }
     for (size_t e = 0; e < b->n; e++) {
         struct shard *s = &ctr->sh[ctr->batch_shard[e]];
@@ -472,11 +513,12 @@ static int split(struct counters *ctr, const struct hitbatch *b)
     }
     for (int i = 0; i < ctr->n; i++) {
         struct shard *s = &ctr->sh[i];
+        /* The part's hit total: EVAL, script, numkeys, the keys, seq, ttl. */
+        int at = 3 + 4 + (i == carrier ? (int)nh : 0) + 2;
 
-        if (s->used) {
-            /* Argument 9 is the part's hit total. */
-            s->cmd.len[9] =
-                (size_t)snprintf(s->cmd.nums[9], CMD_NUM_LEN, "%llu", (unsigned long long)s->hits);
+        if (s->used && !s->cmd.err) {
+            s->cmd.len[at] =
+                (size_t)snprintf(s->cmd.nums[at], CMD_NUM_LEN, "%llu", (unsigned long long)s->hits);
         }
     }
     free(count);
@@ -1400,4 +1442,259 @@ void counters_page_free(struct counters_page *page)
     }
     free(page->entries);
     memset(page, 0, sizeof(*page));
+}
+
+/* ==== history: requests per 10-s interval (docs/API.md section 10) ======
+ *
+ * Layout: one hash per hour of wall clock and shard, P history:<epoch s /
+ * 3600> standalone (P{t_i}history:<hour> for shard i in cluster mode),
+ * field = the interval's index within the hour (0..359), value = requests
+ * counted in it. The batch script adds each batch's interval tallies with
+ * HINCRBY (under the part's seq check, so a retried part never adds twice)
+ * and sets EXPIREAT to the hour's end + HISTORY_KEEP_S, so every point is
+ * kept at least 25 h and memory is bounded. A batch's tallies go to one of
+ * its parts, so a point is the sum over the shards. A read of N points is
+ * one EVAL per shard that HMGETs exactly those N fields from the at most
+ * 25 hours they span: O(shards x points), in one round trip. */
+
+#define HISTORY_KEEP_S ((int64_t)25 * 3600)
+
+/* Read n intervals from `first` (interval index), filled with 0.
+ * KEYS: the hour hashes from first's hour on, one per hour. ARGV: first,
+ * n, intervals per hour. Returns n integers. */
+static const char history_script[] =
+    "local first, n, per = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local base = math.floor(first / per)\n"
+    "local out = {}\n"
+    "for k = 1, #KEYS do\n"
+    "  local hour = base + k - 1\n"
+    "  local lo = math.max(first, hour * per)\n"
+    "  local hi = math.min(first + n - 1, hour * per + per - 1)\n"
+    "  local fields = {}\n"
+    "  for i = lo, hi do fields[#fields + 1] = string.format('%d', i - hour * per) end\n"
+    "  if #fields > 0 then\n"
+    "    local vals = redis.call('HMGET', KEYS[k], unpack(fields))\n"
+    "    for j = 1, #vals do out[#out + 1] = tonumber(vals[j] or '0') or 0 end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+static void history_key(const struct counters *ctr, int i, int64_t hour, char *buf)
+{
+    const char *p = ctr->cfg->redis_prefix;
+
+    if (cluster_mode(ctr->cl)) {
+        snprintf(buf, KEY_MAX, "%s{%s}history:%lld", p, ctr->sh[i].tag, (long long)hour);
+    } else {
+        snprintf(buf, KEY_MAX, "%shistory:%lld", p, (long long)hour);
+    }
+}
+
+static int64_t history_expire_at(int64_t hour)
+{
+    return (hour + 1) * 3600 + HISTORY_KEEP_S;
+}
+
+int counters_history(struct counters *ctr, int64_t first, size_t n, long long *counts)
+{
+    int64_t h0 = first / HISTORY_PER_HOUR;
+    int64_t h1 = (first + (int64_t)n - 1) / HISTORY_PER_HOUR;
+    int hours = (int)(h1 - h0 + 1), rc = -1, ns = ctr->n;
+    struct cmd *c = NULL;
+    redisReply **r = NULL;
+    char *keys = NULL;
+
+    if (n == 0 || first < 0 || h1 - h0 + 1 > COUNTERS_HISTORY_HOURS_MAX || ctr->fatal ||
+        (!ctr->layout_ok && layout_check(ctr) != 0)) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        counts[i] = 0;
+    }
+    c = calloc((size_t)ns, sizeof(*c));
+    r = calloc((size_t)ns, sizeof(redisReply *));
+    keys = malloc((size_t)ns * (size_t)hours * KEY_MAX);
+    if (c == NULL || r == NULL || keys == NULL) {
+        goto out;
+    }
+    for (int s = 0; s < ns; s++) {
+        char *k = keys + (size_t)s * (size_t)hours * KEY_MAX;
+
+        cmd_init_cap(&c[s], ctr->sh[s].slot, 6 + hours);
+        cmd_str(&c[s], "EVAL");
+        cmd_str(&c[s], history_script);
+        cmd_ll(&c[s], hours);
+        for (int h = 0; h < hours; h++) {
+            history_key(ctr, s, h0 + h, k + (size_t)h * KEY_MAX);
+            cmd_str(&c[s], k + (size_t)h * KEY_MAX);
+        }
+        cmd_ll(&c[s], first);
+        cmd_ll(&c[s], (long long)n);
+        cmd_ll(&c[s], HISTORY_PER_HOUR);
+    }
+    if (cluster_run(ctr->cl, c, ns, r, 1) != 0) {
+        goto out;
+    }
+    for (int s = 0; s < ns; s++) {
+        if (r[s]->type != REDIS_REPLY_ARRAY || r[s]->elements != n) {
+            bad_reply("history", r[s]);
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+            long long v;
+
+            if (reply_num(r[s]->element[i], &v) != 0) {
+                bad_reply("history", r[s]);
+                goto out;
+            }
+            counts[i] += v;
+        }
+    }
+    rc = 0;
+
+out:
+    for (int s = 0; c != NULL && s < ns; s++) {
+        cmd_free(&c[s]);
+    }
+    if (r != NULL) {
+        free_round(r, ns);
+    }
+    free(keys);
+    free(r);
+    free(c);
+    return rc;
+}
+
+/* ==== reset (docs/API.md section 11) =====================================
+ *
+ * One script per shard, so each shard's reset is atomic with respect to
+ * every batch part: a part is applied wholly before or wholly after it.
+ * It removes the shard's counts, total, dropped-hit count and the history
+ * hashes of every hour a point can still exist in (their EXPIREAT is at
+ * most HISTORY_KEEP_S past the hour's end; the window also covers a wall
+ * clock a little ahead). UNLINK frees a large sorted set in the background
+ * instead of stalling Redis. Writer seq keys stay, so a part retried after
+ * the reset is still recognised as applied. Test runs are not touched.
+ * With several shards the reset is one script per shard sent in one round
+ * trip, not one transaction: a batch split over shards may land partly
+ * before and partly after it.
+ * KEYS: hits, total, dropped, history hashes. Returns the removed
+ * {total, unique, dropped}. */
+#define RESET_HOURS_AHEAD 1
+#define RESET_HOURS       (HISTORY_KEEP_S / 3600 + 3 + RESET_HOURS_AHEAD)
+
+static const char reset_script[] = "local total = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
+                                   "local unique = redis.call('ZCARD', KEYS[1])\n"
+                                   "local dropped = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
+                                   "redis.call('UNLINK', unpack(KEYS))\n"
+                                   "return {total, unique, dropped}\n";
+
+int counters_reset(struct counters *ctr, int64_t now_s, struct counters_totals *out)
+{
+    int64_t hour = now_s / 3600;
+    int ns = ctr->n, rc = -1;
+    struct cmd *c = calloc((size_t)ns, sizeof(*c));
+    redisReply **r = calloc((size_t)ns, sizeof(redisReply *));
+    char *keys = malloc((size_t)ns * RESET_HOURS * KEY_MAX);
+
+    memset(out, 0, sizeof(*out));
+    if (ctr->fatal || (!ctr->layout_ok && layout_check(ctr) != 0) || c == NULL || r == NULL ||
+        keys == NULL) {
+        goto out;
+    }
+    for (int s = 0; s < ns; s++) {
+        const struct shard *sh = &ctr->sh[s];
+        char *k = keys + (size_t)s * RESET_HOURS * KEY_MAX;
+
+        cmd_init_cap(&c[s], sh->slot, 6 + RESET_HOURS);
+        cmd_str(&c[s], "EVAL");
+        cmd_str(&c[s], reset_script);
+        cmd_ll(&c[s], 3 + RESET_HOURS);
+        cmd_str(&c[s], sh->k_hits);
+        cmd_str(&c[s], sh->k_total);
+        cmd_str(&c[s], sh->k_dropped);
+        for (int h = 0; h < RESET_HOURS; h++) {
+            history_key(ctr, s, hour + RESET_HOURS_AHEAD - h, k + (size_t)h * KEY_MAX);
+            cmd_str(&c[s], k + (size_t)h * KEY_MAX);
+        }
+    }
+    /* Not retried on a stale connection: a reset is not worth risking
+     * twice (the second would remove hits counted in between). */
+    if (cluster_run(ctr->cl, c, ns, r, 0) != 0) {
+        goto out;
+    }
+    for (int s = 0; s < ns; s++) {
+        long long v[3];
+
+        if (r[s]->type != REDIS_REPLY_ARRAY || r[s]->elements != 3 ||
+            reply_num(r[s]->element[0], &v[0]) != 0 || reply_num(r[s]->element[1], &v[1]) != 0 ||
+            reply_num(r[s]->element[2], &v[2]) != 0) {
+            bad_reply("reset", r[s]);
+            goto out;
+        }
+        out->total += v[0];
+        out->unique += v[1];
+        out->dropped += v[2];
+    }
+    rc = 0;
+
+out:
+    for (int s = 0; c != NULL && s < ns; s++) {
+        cmd_free(&c[s]);
+    }
+    if (r != NULL) {
+        free_round(r, ns);
+    }
+    free(keys);
+    free(r);
+    free(c);
+    return rc;
+}
+
+int counters_totals(struct counters *ctr, struct counters_totals *out)
+{
+    int ns = ctr->n, rc = -1;
+    struct cmd *c = calloc((size_t)ns * 2, sizeof(*c));
+    redisReply **r = calloc((size_t)ns * 2, sizeof(redisReply *));
+
+    memset(out, 0, sizeof(*out));
+    if (ctr->fatal || (!ctr->layout_ok && layout_check(ctr) != 0) || c == NULL || r == NULL) {
+        goto out;
+    }
+    for (int s = 0; s < ns; s++) {
+        const struct shard *sh = &ctr->sh[s];
+        struct cmd *cs = c + (size_t)s * 2;
+
+        cmd_init(&cs[0], sh->slot);
+        cmd_str(&cs[0], "ZCARD");
+        cmd_str(&cs[0], sh->k_hits);
+        cmd_init(&cs[1], sh->slot);
+        cmd_str(&cs[1], "MGET");
+        cmd_str(&cs[1], sh->k_total);
+        cmd_str(&cs[1], sh->k_dropped);
+    }
+    if (cluster_run(ctr->cl, c, 2 * ns, r, 1) != 0) {
+        goto out;
+    }
+    for (int s = 0; s < ns; s++) {
+        redisReply **rs = r + (size_t)s * 2;
+        long long card, tot, drop;
+
+        if (reply_num(rs[0], &card) != 0 || totals_of(rs[1], &tot, &drop) != 0) {
+            bad_reply("totals", rs[0]->type == REDIS_REPLY_ERROR ? rs[0] : rs[1]);
+            goto out;
+        }
+        out->unique += card;
+        out->total += tot;
+        out->dropped += drop;
+    }
+    rc = 0;
+
+out:
+    if (r != NULL) {
+        free_round(r, 2 * ns);
+    }
+    free(r);
+    free(c);
+    return rc;
 }

@@ -84,4 +84,31 @@ int counters_page(struct counters *ctr, long long offset, long long limit,
 /* Release what counters_page() filled in. Accepts a zeroed page. */
 void counters_page_free(struct counters_page *page);
 
+/* ---- totals, history, reset (docs/API.md sections 8, 10, 11) ----------- */
+
+struct counters_totals {
+    long long total, unique, dropped;
+};
+
+/* total_requests, unique_urls and dropped_hits over every shard, in one
+ * round trip. Returns 0 or -1. */
+int counters_totals(struct counters *ctr, struct counters_totals *out);
+
+/* Most hours one history read may span: 1440 minutes of intervals. */
+#define COUNTERS_HISTORY_HOURS_MAX 25
+
+/* Read the request counts of n consecutive history intervals (index =
+ * epoch seconds / HITBUF_INTERVAL_S) from `first` into counts[] (n
+ * entries, 0 for an interval without requests), summed over the shards,
+ * in one round trip: O(shards x n). Returns 0, or -1 when Redis is down or
+ * failed or the span is over COUNTERS_HISTORY_HOURS_MAX hours. */
+int counters_history(struct counters *ctr, int64_t first, size_t n, long long *counts);
+
+/* Remove every count, the totals, the dropped-hit counts and every
+ * history point: one atomic script per shard, all shards in one round
+ * trip; now_s is the wall clock in epoch seconds. Writer seq keys and test
+ * runs stay. Returns 0 and fills *out with the figures removed, or -1 when
+ * Redis is down or failed (some shards may then be reset already). */
+int counters_reset(struct counters *ctr, int64_t now_s, struct counters_totals *out);
+
 #endif

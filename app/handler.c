@@ -16,10 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "clock.h"
 #include "jsonbuf.h"
 #include "log.h"
+#include "metrics.h"
 #include "param.h"
 #include "path.h"
 #include "reply.h"
@@ -36,6 +38,15 @@
 
 /* Runs GET /test/runs/ lists when no limit is given. */
 #define RUNS_DEFAULT_LIMIT 20
+
+/* Longest request id echoed (nginx's $request_id has 32 hex digits) and
+ * longest method named in a 405 message. */
+#define REQUEST_ID_MAX 64
+#define METHOD_MAX     32
+
+/* A /stats/ page up to this size is built on the stack; a larger one
+ * moves to the heap (jsonbuf.c). */
+#define STATS_STACK_BYTES 16384
 
 /* Seconds a client should wait after a 429 or 503. */
 #define RETRY_AFTER_BUSY  "Retry-After: 5\r\n"
@@ -66,7 +77,7 @@ static const char *valid_request_id(const char *id)
         return NULL;
     }
     n = strspn(id, "0123456789abcdefABCDEF-_.");
-    return n == strlen(id) && n <= 64 ? id : NULL;
+    return n == strlen(id) && n <= REQUEST_ID_MAX ? id : NULL;
 }
 
 /* Methods are HTTP tokens; echo one in a message only if it is one. */
@@ -74,7 +85,7 @@ static int valid_method(const char *m)
 {
     size_t n =
         strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!#$%&'*+^`|~");
-    return *m != '\0' && n == strlen(m) && n <= 32;
+    return *m != '\0' && n == strlen(m) && n <= METHOD_MAX;
 }
 
 static void serve_error(struct request *r, int status, const char *code, const char *message,
@@ -203,7 +214,8 @@ static void serve_stats(const struct handler_ctx *ctx, struct request *r)
     unsigned long long limit, offset;
     struct counters_page page;
     struct jsonbuf jb;
-    char storage[16384];
+    char storage[STATS_STACK_BYTES];
+    long long version;
     int64_t now;
 
     if (query_number(r, "limit", 1, (unsigned long long)ctx->cfg->stats_max_limit,
@@ -256,9 +268,11 @@ static void serve_stats(const struct handler_ctx *ctx, struct request *r)
     jsonbuf_lit(&jb, ",\"dropped_hits\":");
     jsonbuf_int(&jb, page.dropped);
     jsonbuf_lit(&jb, "}\n");
+    version = page.total + page.dropped;
     counters_page_free(&page);
     if (!jsonbuf_failed(&jb)) {
-        statcache_put(ctx->sc, (long long)offset, (long long)limit, now, jb.data, jb.len);
+        /* Replaces jb with a newer cached page if there is one. */
+        (void)statcache_put(ctx->sc, (long long)offset, (long long)limit, now, version, &jb);
     }
     serve_buf(r, 200, NULL, &jb);
 }
@@ -396,6 +410,184 @@ static void serve_run_list(const struct handler_ctx *ctx, struct request *r)
     serve_json(r, 200, NULL, json_pack("{s:o, s:I}", "runs", list, "limit", (json_int_t)limit));
 }
 
+/* ==== the operator's endpoints (docs/API.md sections 8, 10, 11) ========== */
+
+/* Longest history a request may ask for, in minutes. */
+#define HISTORY_MINUTES_MAX 1440
+#define HISTORY_MINUTES_DEF 60
+
+/* 1 if auth is exactly "Bearer <token>"; the token is compared in constant
+ * time (no early exit on the first difference). token is not empty. */
+static int bearer_matches(const char *auth, const char *token)
+{
+    size_t tlen = strlen(token), alen = auth != NULL ? strlen(auth) : 0;
+    unsigned char diff = 0;
+
+    if (alen != tlen + 7 || strncmp(auth, "Bearer ", 7) != 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < tlen; i++) {
+        diff |= (unsigned char)(auth[7 + i] ^ token[i]);
+    }
+    return diff == 0;
+}
+
+/* GET /stats/history/?minutes=N: one point per interval, oldest first,
+ * the last one the interval now in progress. */
+static void serve_history(const struct handler_ctx *ctx, struct request *r)
+{
+    unsigned long long minutes;
+    int64_t now_s = clock_wall_ms() / 1000, first;
+    long long *counts = NULL;
+    struct jsonbuf jb;
+    char storage[16384];
+    size_t n;
+
+    if (!ctx->cfg->history_enabled) {
+        serve_error(r, 403, "forbidden", "request history is disabled on this server", NULL);
+        return;
+    }
+    if (query_number(r, "minutes", 1, HISTORY_MINUTES_MAX, HISTORY_MINUTES_DEF, &minutes) != 0) {
+        return;
+    }
+    n = (size_t)minutes * 60 / HITBUF_INTERVAL_S;
+    first = now_s / HITBUF_INTERVAL_S - (int64_t)n + 1;
+    counts = calloc(n, sizeof(*counts));
+    if (counts == NULL) {
+        serve_error(r, 500, "internal_error", "out of memory", NULL);
+        return;
+    }
+    if (counters_history(ctx->ctr, first, n, counts) != 0) {
+        free(counts);
+        serve_redis_down(r);
+        return;
+    }
+    jsonbuf_init(&jb, storage, sizeof(storage));
+    jsonbuf_lit(&jb, "{\"interval_seconds\":");
+    jsonbuf_int(&jb, HITBUF_INTERVAL_S);
+    jsonbuf_lit(&jb, ",\"points\":[");
+    for (size_t i = 0; i < n; i++) {
+        time_t t = (time_t)((first + (int64_t)i) * HITBUF_INTERVAL_S);
+        char iso[32];
+        struct tm tm;
+
+        if (gmtime_r(&t, &tm) == NULL ||
+            strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+            iso[0] = '\0';
+        }
+        if (i > 0) {
+            jsonbuf_lit(&jb, ",");
+        }
+        jsonbuf_lit(&jb, "{\"t\":\"");
+        jsonbuf_raw(&jb, iso, strlen(iso));
+        jsonbuf_lit(&jb, "\",\"requests\":");
+        jsonbuf_int(&jb, counts[i]);
+        jsonbuf_lit(&jb, "}");
+    }
+    jsonbuf_lit(&jb, "]}\n");
+    free(counts);
+    serve_buf(r, 200, NULL, &jb);
+}
+
+/* DELETE /stats/ with the ADMIN_TOKEN bearer: remove every count. */
+static void serve_reset(const struct handler_ctx *ctx, struct request *r)
+{
+    struct counters_totals removed;
+
+    if (ctx->cfg->admin_token[0] == '\0') {
+        serve_error(r, 403, "forbidden", "reset is disabled on this server (no ADMIN_TOKEN)", NULL);
+        return;
+    }
+    if (!bearer_matches(r->authorization, ctx->cfg->admin_token)) {
+        serve_error(r, 401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>'",
+                    "WWW-Authenticate: Bearer\r\n");
+        return;
+    }
+    if (counters_reset(ctx->ctr, clock_wall_ms() / 1000, &removed) != 0) {
+        serve_redis_down(r);
+        return;
+    }
+    /* No /stats/ page read before the reset may be served after this
+     * answer: the cache drops what it holds and refuses any page whose
+     * Redis read began before now (+1: the same millisecond may still be
+     * before the reset). */
+    statcache_invalidate(ctx->sc, clock_mono_ms() + 1);
+    log_info("counts reset: %lld requests, %lld paths, %lld dropped hits removed", removed.total,
+             removed.unique, removed.dropped);
+    serve_json(r, 200, NULL,
+               json_pack("{s:b, s:{s:I, s:I, s:I}}", "reset", 1, "removed", "total_requests",
+                         (json_int_t)removed.total, "unique_urls", (json_int_t)removed.unique,
+                         "dropped_hits", (json_int_t)removed.dropped));
+}
+
+/* DELETE /test/runs/{id}/ (with the TEST_TOKEN bearer when one is set). */
+static void serve_cancel(const struct handler_ctx *ctx, struct request *r)
+{
+    char id[RUN_ID_LEN + 1];
+    struct run run;
+    int rc;
+
+    if (test_gate(ctx, r, 1) != 0) {
+        return;
+    }
+    if (!run_id_valid(r->route.arg, r->route.arglen)) {
+        serve_error(r, 404, "not_found", "no such test run", NULL);
+        return;
+    }
+    memcpy(id, r->route.arg, RUN_ID_LEN);
+    id[RUN_ID_LEN] = '\0';
+    rc = runs_cancel(ctx->runs, id, clock_wall_ms(), ctx->cfg->test_run_retention_s);
+    if (rc < 0) {
+        serve_redis_down(r);
+        return;
+    }
+    if (rc == 1) {
+        serve_error(r, 404, "not_found", "no such test run", NULL);
+        return;
+    }
+    if (rc == 2) {
+        serve_error(r, 409, "conflict", "this test run has ended already", NULL);
+        return;
+    }
+    log_info("test run %s cancelled", id);
+    if (runs_get(ctx->runs, id, &run) == 0) {
+        serve_json(r, 200, NULL, run_to_json(&run, clock_wall_ms()));
+    } else {
+        /* Cancelled; only the read-back failed. */
+        serve_json(r, 200, NULL,
+                   json_pack("{s:s, s:s, s:s++}", "id", id, "status", "cancelled", "status_url",
+                             "/test/runs/", id, "/"));
+    }
+}
+
+/* GET /metrics: Prometheus text, also while Redis is down. */
+static void serve_metrics(const struct handler_ctx *ctx, struct request *r)
+{
+    struct metrics_redis sm;
+    struct counters_totals tot;
+    char *text = NULL;
+    size_t len = 0;
+    int up = counters_totals(ctx->ctr, &tot) == 0 && runs_by_status(ctx->runs, sm.runs) == 0;
+    FILE *f = open_memstream(&text, &len);
+    int rc = -1;
+
+    sm.total = tot.total;
+    sm.unique = tot.unique;
+    sm.dropped = tot.dropped;
+    if (f != NULL) {
+        rc = metrics_render(f, ctx->mx, up ? &sm : NULL);
+        if (fclose(f) != 0) {
+            rc = -1;
+        }
+    }
+    if (rc != 0 || reply_typed(&r->rp, 200, METRICS_CONTENT_TYPE, text, len) != 0) {
+        if (rc != 0) {
+            serve_error(r, 500, "internal_error", "could not build the answer", NULL);
+        }
+    }
+    free(text);
+}
+
 void handler_serve(const struct handler_ctx *ctx, FCGX_Request *req)
 {
     struct request r;
@@ -414,13 +606,18 @@ void handler_serve(const struct handler_ctx *ctx, FCGX_Request *req)
     r.rp.request_id = valid_request_id(param(req, "REQUEST_ID"));
 
     if (path_canon(uri != NULL ? uri : "/", urilen, r.path, &r.pathlen) != 0) {
-        serve_error(&r, 414, "uri_too_long", "the canonical path is longer than 2048 bytes", NULL);
+        char msg[64];
+
+        snprintf(msg, sizeof(msg), "the canonical path is longer than %d bytes", PATH_CANON_MAX);
+        serve_error(&r, 414, "uri_too_long", msg, NULL);
         return;
     }
 
     /* Counted before anything is answered: API.md 1. A full buffer drops
      * the hit; hitbuf tallies it and the worker logs it. */
-    hitbuf_add(ctx->hb, r.path, 1);
+    hitbuf_add_at(ctx->hb, r.path, 1,
+                  ctx->cfg->history_enabled ? clock_wall_ms() / ((int64_t)1000 * HITBUF_INTERVAL_S)
+                                            : -1);
 
     route_match(r.path, r.pathlen, &r.route);
     if (r.route.id == ROUTE_NOT_FOUND) {
@@ -440,7 +637,11 @@ void handler_serve(const struct handler_ctx *ctx, FCGX_Request *req)
         serve_api(&r);
         break;
     case ROUTE_STATS:
-        serve_stats(ctx, &r);
+        if (strcmp(r.method, "DELETE") == 0) {
+            serve_reset(ctx, &r);
+        } else {
+            serve_stats(ctx, &r);
+        }
         break;
     case ROUTE_TEST_START:
         serve_test_start(ctx, &r);
@@ -449,7 +650,17 @@ void handler_serve(const struct handler_ctx *ctx, FCGX_Request *req)
         serve_run_list(ctx, &r);
         break;
     case ROUTE_RUN:
-        serve_run(ctx, &r);
+        if (strcmp(r.method, "DELETE") == 0) {
+            serve_cancel(ctx, &r);
+        } else {
+            serve_run(ctx, &r);
+        }
+        break;
+    case ROUTE_HISTORY:
+        serve_history(ctx, &r);
+        break;
+    case ROUTE_METRICS:
+        serve_metrics(ctx, &r);
         break;
     case ROUTE_NOT_FOUND:
     case ROUTE_SLASH:

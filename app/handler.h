@@ -12,6 +12,7 @@
 
 /* What a worker lends the handlers; all borrowed. */
 struct statcache;
+struct metrics;
 
 struct handler_ctx {
     const struct config *cfg;
@@ -19,6 +20,7 @@ struct handler_ctx {
     struct runs *runs;
     struct hitbuf *hb;
     struct statcache *sc; /* shared /stats/ answers; NULL: none */
+    struct metrics *mx;   /* shared process figures for /metrics; NULL: none */
 };
 
 /* Answer the request read by FCGX_Accept_r(): compute the canonical path

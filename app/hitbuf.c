@@ -14,6 +14,12 @@
  * first" for free. The open batch is a private copy in one allocation, so
  * new hits of the same path keep aggregating while a write is in flight.
  *
+ * Beside the paths, hitbuf_add_at() tallies hits per history interval (10
+ * s of wall clock): the tallies travel with the next batch, so hits held
+ * while Redis was down still land in the interval they were counted in.
+ * At most HITBUF_INTERVALS_MAX tallies, apart from max_bytes (24 h of them
+ * are about 140 KB).
+ *
  * Memory accounting is an estimate, not malloc's truth: each path costs its
  * length plus ENTRY_OVERHEAD, in the waiting table and in the batch alike.
  */
@@ -37,6 +43,9 @@ struct hitbuf {
     struct hitbatch batch;
     void *batch_mem; /* NULL when no batch is open */
     size_t batch_bytes;
+    /* ---- history interval tallies, oldest first (hitbuf_add_at) ---- */
+    struct hitbatch_interval *intervals;
+    size_t nintervals, intervals_cap;
 };
 
 struct hitbuf *hitbuf_new(size_t max_bytes)
@@ -63,6 +72,7 @@ void hitbuf_free(struct hitbuf *hb)
     }
     json_decref(hb->waiting);
     free(hb->batch_mem);
+    free(hb->intervals);
     free(hb);
 }
 
@@ -129,7 +139,7 @@ const struct hitbatch *hitbuf_batch_open(struct hitbuf *hb, size_t max_paths)
     if (hb->batch_mem != NULL) {
         return &hb->batch;
     }
-    if (json_object_size(hb->waiting) == 0 && hb->dropped == 0) {
+    if (json_object_size(hb->waiting) == 0 && hb->dropped == 0 && hb->nintervals == 0) {
         return NULL;
     }
     /* First pass: size the oldest max_paths entries. */
@@ -138,12 +148,14 @@ const struct hitbatch *hitbuf_batch_open(struct hitbuf *hb, size_t max_paths)
         strbytes += strlen(json_object_iter_key(iter)) + 1;
         n++;
     }
-    hb->batch_mem = malloc(n * sizeof(*entries) + strbytes + 1);
+    /* Layout: interval tallies (aligned first), entries, strings. */
+    hb->batch_mem = malloc(hb->nintervals * sizeof(struct hitbatch_interval) +
+                           n * sizeof(*entries) + strbytes + 1);
     if (hb->batch_mem == NULL) {
         return NULL;
     }
-    entries = hb->batch_mem;
-    strings = (char *)hb->batch_mem + n * sizeof(*entries);
+    entries = (struct hitbatch_entry *)((struct hitbatch_interval *)hb->batch_mem + hb->nintervals);
+    strings = (char *)(entries + n);
 
     /* Second pass: move them. Deleting the current key invalidates its
      * iterator, so always take the first entry of the table. */
@@ -169,6 +181,12 @@ const struct hitbatch *hitbuf_batch_open(struct hitbuf *hb, size_t max_paths)
     hb->batch.entries = entries;
     hb->batch.dropped = hb->dropped;
     hb->dropped = 0;
+    if (hb->nintervals > 0) {
+        memcpy(hb->batch_mem, hb->intervals, hb->nintervals * sizeof(*hb->intervals));
+    }
+    hb->batch.intervals = hb->batch_mem;
+    hb->batch.nintervals = hb->nintervals;
+    hb->nintervals = 0;
     /* The paths' cost moves from the table to the batch: same total. */
     hb->batch_bytes = cost;
     return &hb->batch;
@@ -184,4 +202,50 @@ void hitbuf_batch_close(struct hitbuf *hb)
     hb->bytes -= hb->batch_bytes;
     hb->batch_bytes = 0;
     memset(&hb->batch, 0, sizeof(hb->batch));
+}
+
+/* ---- history interval tallies ------------------------------------------ */
+
+static int tally_interval(struct hitbuf *hb, int64_t interval, uint64_t n)
+{
+    struct hitbatch_interval *last = hb->nintervals > 0 ? &hb->intervals[hb->nintervals - 1] : NULL;
+
+    if (last != NULL && interval <= last->interval) {
+        last->count += n;
+        return 0;
+    }
+    if (hb->intervals != NULL && hb->nintervals == HITBUF_INTERVALS_MAX) {
+        memmove(hb->intervals, hb->intervals + 1, (hb->nintervals - 1) * sizeof(*hb->intervals));
+        hb->nintervals--;
+    }
+    if (hb->intervals == NULL || hb->nintervals == hb->intervals_cap) {
+        size_t cap = hb->intervals_cap == 0 ? 4 : hb->intervals_cap * 2;
+        struct hitbatch_interval *grown;
+
+        if (cap > HITBUF_INTERVALS_MAX) {
+            cap = HITBUF_INTERVALS_MAX;
+        }
+        grown = realloc(hb->intervals, cap * sizeof(*grown));
+        if (grown == NULL) {
+            return -1;
+        }
+        hb->intervals = grown;
+        hb->intervals_cap = cap;
+    }
+    hb->intervals[hb->nintervals].interval = interval;
+    hb->intervals[hb->nintervals].count = n;
+    hb->nintervals++;
+    return 0;
+}
+
+int hitbuf_add_at(struct hitbuf *hb, const char *path, uint64_t n, int64_t interval)
+{
+    if (hitbuf_add(hb, path, n) != 0) {
+        return -1;
+    }
+    /* Out of memory for a tally loses a history point, never the hit. */
+    if (interval >= 0) {
+        tally_interval(hb, interval, n);
+    }
+    return 0;
 }

@@ -19,6 +19,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* How long a connect to an existing socket file may take before the file
+ * is judged stale (left by a process that is gone). */
+#define STALE_PROBE_MS 500
+
 static int unix_addr(const struct config *cfg, struct sockaddr_un *sa)
 {
     memset(sa, 0, sizeof(*sa));
@@ -37,7 +41,7 @@ static int connect_timeout(int family, const struct sockaddr *sa, socklen_t sale
 {
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     struct pollfd pfd;
-    int soerr = 0;
+    int soerr = 0, saved;
     socklen_t len = sizeof(soerr);
 
     if (fd < 0) {
@@ -46,27 +50,30 @@ static int connect_timeout(int family, const struct sockaddr *sa, socklen_t sale
     if (connect(fd, sa, salen) == 0) {
         return fd;
     }
-    if (errno != EINPROGRESS && errno != EAGAIN) {
+    saved = errno;
+    if (saved != EINPROGRESS && saved != EAGAIN) {
         goto fail;
     }
     pfd.fd = fd;
     pfd.events = POLLOUT;
     if (poll(&pfd, 1, timeout_ms) != 1) {
-        errno = ETIMEDOUT;
+        saved = ETIMEDOUT;
         goto fail;
     }
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0) {
-        errno = soerr != 0 ? soerr : errno;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) {
+        saved = errno;
+        goto fail;
+    }
+    if (soerr != 0) {
+        saved = soerr;
         goto fail;
     }
     return fd;
 
-fail : {
-    int saved = errno;
+fail:
     close(fd);
     errno = saved;
     return -1;
-}
 }
 
 static int open_unix(const struct config *cfg, char *err, size_t errlen)
@@ -84,7 +91,7 @@ static int open_unix(const struct config *cfg, char *err, size_t errlen)
             snprintf(err, errlen, "%s exists and is not a socket", cfg->fcgi_listen);
             return -1;
         }
-        probe = connect_timeout(AF_UNIX, (struct sockaddr *)&sa, sizeof(sa), 500);
+        probe = connect_timeout(AF_UNIX, (struct sockaddr *)&sa, sizeof(sa), STALE_PROBE_MS);
         if (probe >= 0) {
             close(probe);
             snprintf(err, errlen, "%s is in use by a running process", cfg->fcgi_listen);

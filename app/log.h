@@ -6,7 +6,7 @@
 #include "config.h"
 
 /* Set the role this process logs under ("master", "worker", "runner",
- * "check") and the lowest level written. Called once per process, right
+ * "health") and the lowest level written. Called once per process, right
  * after fork, before anything is logged. role must be a string literal. */
 void log_init(const char *role, enum log_level level);
 

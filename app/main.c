@@ -12,8 +12,7 @@
 #include "health.h"
 #include "log.h"
 #include "master.h"
-
-#define REQSTATS_VERSION "1.0.0"
+#include "version.h"
 
 static void usage(FILE *out)
 {

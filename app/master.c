@@ -8,7 +8,8 @@
  *     and schedule a respawn. A child that ran less than RESPAWN_QUICK_MS
  *     is respawned after a backoff that doubles up to RESPAWN_MAX_MS, so a
  *     crash loop cannot spin; one that exits with CONFIG_EXIT_FATAL is never
- *     respawned (and if every worker did so, the master gives up);
+ *     respawned (and if every worker did so, the master gives up). A fork
+ *     that fails, at start-up or later, is retried after the same backoff;
  *   - SIGTERM, SIGINT: remove the unix socket so nginx stops connecting,
  *     send SIGTERM to every child (they finish requests and flush their
  *     hits), wait up to SHUTDOWN_TIMEOUT_MS, SIGKILL the rest, exit 0.
@@ -36,7 +37,9 @@
 #include "counters.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "runner.h"
+#include "sig.h"
 #include "statcache.h"
 #include "worker.h"
 
@@ -48,6 +51,9 @@
 #define RESPAWN_QUICK_MS 2000
 #define RESPAWN_MIN_MS   100
 #define RESPAWN_MAX_MS   5000
+
+/* While stopping, the master looks at its children at least this often. */
+#define SHUTDOWN_POLL_MS 100
 
 static volatile sig_atomic_t child_flag, stop_flag;
 
@@ -77,6 +83,7 @@ struct master {
     int listen_fd;
     int *load;            /* shared with the workers: connections per worker, see worker.h */
     struct statcache *sc; /* shared with the workers: /stats/ answers */
+    struct metrics *mx;   /* shared with the workers: /metrics figures; NULL: none */
     struct child *children;
     int nchildren;
     sigset_t waitmask;
@@ -90,16 +97,14 @@ static const char *role_name(enum role r)
 /* In the child: reset what the master set up, run, exit. */
 static void child_main(struct master *m, struct child *c, pid_t master_pid)
 {
-    struct sigaction sa;
-    sigset_t none;
+    static const int reset[] = {SIGCHLD, SIGHUP, 0};
     int status;
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = SIG_DFL;
-    sigaction(SIGCHLD, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (sig_reset(reset) != 0) {
+        int e = errno;
+
+        log_warn("signal reset: %s", strerror(e));
+    }
 
     /* Die with the master, even one killed with SIGKILL: the kernel sends
      * SIGTERM, and the child stops gracefully. If the master is already
@@ -112,7 +117,7 @@ static void child_main(struct master *m, struct child *c, pid_t master_pid)
 
     if (c->role == ROLE_WORKER) {
         log_init("worker", m->cfg->log_level);
-        status = worker_run(m->cfg, m->listen_fd, c->index, m->load, m->sc);
+        status = worker_run(m->cfg, m->listen_fd, c->index, m->load, m->sc, m->mx);
     } else {
         /* The runner is a client: it must not hold the listen socket. */
         close(m->listen_fd);
@@ -123,13 +128,34 @@ static void child_main(struct master *m, struct child *c, pid_t master_pid)
     exit(status);
 }
 
+/* Schedule c's next start: at once after a long life, else after a
+ * backoff that doubles up to RESPAWN_MAX_MS while it keeps failing fast. */
+static void schedule_respawn(struct child *c, int64_t now, int quick)
+{
+    if (quick) {
+        c->backoff_ms = c->backoff_ms == 0 ? RESPAWN_MIN_MS : c->backoff_ms * 2;
+        if (c->backoff_ms > RESPAWN_MAX_MS) {
+            c->backoff_ms = RESPAWN_MAX_MS;
+        }
+    } else {
+        c->backoff_ms = 0;
+    }
+    c->respawn_at = now + c->backoff_ms;
+}
+
+/* Start c. A failed fork schedules a retry like a quick death, so the
+ * pool is never left short. Returns 0, or -1 if the fork failed. */
 static int spawn(struct master *m, struct child *c)
 {
     pid_t master_pid = getpid();
     pid_t pid = fork();
 
     if (pid < 0) {
-        log_error("fork %s %d: %s", role_name(c->role), c->index, strerror(errno));
+        int err = errno;
+
+        schedule_respawn(c, clock_mono_ms(), 1);
+        log_error("fork %s %d: %s; retrying in %d ms", role_name(c->role), c->index, strerror(err),
+                  c->backoff_ms);
         return -1;
     }
     if (pid == 0) {
@@ -138,6 +164,9 @@ static int spawn(struct master *m, struct child *c)
     c->pid = pid;
     c->started_ms = clock_mono_ms();
     c->respawn_at = 0;
+    if (c->role == ROLE_WORKER) {
+        metrics_worker_up(m->mx, c->index, 1);
+    }
     log_info("%s %d started as pid %ld", role_name(c->role), c->index, (long)pid);
     return 0;
 }
@@ -184,6 +213,7 @@ static void reap(struct master *m, int stopping)
         if (c->role == ROLE_WORKER) {
             /* Its connections died with it: no longer a candidate load. */
             __atomic_store_n(&m->load[c->index], -1, __ATOMIC_RELAXED);
+            metrics_worker_up(m->mx, c->index, 0);
         }
         if (stopping) {
             log_info("%s %d (pid %ld) %s", role_name(c->role), c->index, (long)pid, how);
@@ -195,15 +225,10 @@ static void reap(struct master *m, int stopping)
                       (long)pid, how);
             continue;
         }
-        if (now - c->started_ms < RESPAWN_QUICK_MS) {
-            c->backoff_ms = c->backoff_ms == 0 ? RESPAWN_MIN_MS : c->backoff_ms * 2;
-            if (c->backoff_ms > RESPAWN_MAX_MS) {
-                c->backoff_ms = RESPAWN_MAX_MS;
-            }
-        } else {
-            c->backoff_ms = 0;
+        schedule_respawn(c, now, now - c->started_ms < RESPAWN_QUICK_MS);
+        if (c->role == ROLE_WORKER) {
+            metrics_worker_restart(m->mx);
         }
-        c->respawn_at = now + c->backoff_ms;
         log_warn("%s %d (pid %ld) %s; respawning in %d ms", role_name(c->role), c->index, (long)pid,
                  how, c->backoff_ms);
     }
@@ -220,12 +245,8 @@ static int respawn_due(struct master *m)
         if (c->pid != 0 || c->fatal || c->respawn_at == 0) {
             continue;
         }
-        if (c->respawn_at <= now) {
-            if (spawn(m, c) != 0) {
-                c->respawn_at = now + RESPAWN_MAX_MS;
-            } else {
-                continue;
-            }
+        if (c->respawn_at <= now && spawn(m, c) == 0) {
+            continue; /* started; a failed fork scheduled a retry */
         }
         if (next < 0 || c->respawn_at < next) {
             next = c->respawn_at;
@@ -310,7 +331,7 @@ static void shutdown_children(struct master *m)
         child_flag = 0;
         reap(m, 1);
         if (running(m) > 0) {
-            wait_signal(m, (int)(left < 100 ? left : 100));
+            wait_signal(m, (int)(left < SHUTDOWN_POLL_MS ? left : SHUTDOWN_POLL_MS));
         }
     }
 }
@@ -335,11 +356,11 @@ static int check_store(const struct config *cfg)
 
 int master_run(const struct config *cfg)
 {
+    static const int handled[] = {SIGCHLD, SIGTERM, SIGINT, 0};
+    static const int ignored[] = {SIGHUP, SIGPIPE, 0};
     struct master m;
-    struct sigaction sa;
-    sigset_t block;
     char err[256];
-    int status = 0, nworkers = cfg->workers;
+    int status = 1, nworkers = cfg->workers;
 
     memset(&m, 0, sizeof(m));
     m.cfg = cfg;
@@ -349,16 +370,18 @@ int master_run(const struct config *cfg)
     m.listen_fd = listener_open(cfg, err, sizeof(err));
     if (m.listen_fd < 0) {
         log_error("cannot listen: %s", err);
-        return CONFIG_EXIT_FATAL;
+        status = CONFIG_EXIT_FATAL;
+        goto out;
     }
     /* Shared before the fork, so every worker sees every other's load. */
     m.load = mmap(NULL, (size_t)nworkers * sizeof(*m.load), PROT_READ | PROT_WRITE,
                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (m.load == MAP_FAILED) {
-        log_error("mmap: %s", strerror(errno));
-        close(m.listen_fd);
-        listener_unlink(cfg);
-        return 1;
+        int e = errno;
+
+        m.load = NULL;
+        log_error("mmap: %s", strerror(e));
+        goto out;
     }
     for (int i = 0; i < nworkers; i++) {
         m.load[i] = -1;
@@ -366,48 +389,42 @@ int master_run(const struct config *cfg)
     if (cfg->stats_cache_ms > 0) {
         m.sc = statcache_new(cfg->stats_cache_ms, STATCACHE_SLOTS, STATCACHE_SLOT_BYTES);
         if (m.sc == NULL) {
+            int e = errno;
+
             /* Answers stay correct without it, only every one reads Redis. */
             log_warn("/stats/ cache unavailable (%s): every /stats/ request reads Redis",
-                     strerror(errno));
+                     strerror(e));
         }
+    }
+    /* Like the cache: without it /metrics only lacks the process series. */
+    m.mx = metrics_new(nworkers, clock_wall_ms() / 1000);
+    if (m.mx == NULL) {
+        int e = errno;
+
+        log_warn("/metrics figures unavailable (%s): only Redis series are served", strerror(e));
     }
     m.nchildren = nworkers + (cfg->test_enabled ? 1 : 0);
     m.children = calloc((size_t)m.nchildren, sizeof(*m.children));
     if (m.children == NULL) {
         log_error("out of memory");
-        statcache_free(m.sc);
-        munmap(m.load, (size_t)nworkers * sizeof(*m.load));
-        close(m.listen_fd);
-        listener_unlink(cfg);
-        return 1;
+        goto out;
     }
     for (int i = 0; i < m.nchildren; i++) {
         m.children[i].role = i < nworkers ? ROLE_WORKER : ROLE_RUNNER;
         m.children[i].index = i < nworkers ? i : 0;
     }
+    if (sig_setup(on_signal, handled, ignored, &m.waitmask) != 0) {
+        int e = errno;
 
-    sigemptyset(&block);
-    sigaddset(&block, SIGCHLD);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGHUP);
-    sigprocmask(SIG_BLOCK, &block, &m.waitmask);
-    sigdelset(&m.waitmask, SIGCHLD);
-    sigdelset(&m.waitmask, SIGTERM);
-    sigdelset(&m.waitmask, SIGINT);
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGCHLD, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGHUP, &sa, NULL);
-    sigaction(SIGPIPE, &sa, NULL);
+        log_error("signal setup: %s", strerror(e));
+        goto out;
+    }
+    status = 0;
 
     log_info("reqstats starting: listening on %s%s, %d workers, test runs %s",
              cfg->fcgi_unix ? "unix:" : "", cfg->fcgi_listen, nworkers,
              cfg->test_enabled ? "enabled" : "disabled");
+    /* A child whose fork fails is scheduled for a retry by spawn(). */
     for (int i = 0; i < m.nchildren && !stop_flag; i++) {
         spawn(&m, &m.children[i]);
     }
@@ -432,12 +449,20 @@ int master_run(const struct config *cfg)
     }
 
     shutdown_children(&m);
+    log_info("stopped");
+
+out:
+    /* Still open only if start-up failed before any child ran: the socket
+     * is ours, so its path goes too. */
     if (m.listen_fd >= 0) {
         close(m.listen_fd);
+        listener_unlink(cfg);
     }
     free(m.children);
     statcache_free(m.sc);
-    munmap(m.load, (size_t)nworkers * sizeof(*m.load));
-    log_info("stopped");
+    metrics_free(m.mx);
+    if (m.load != NULL) {
+        munmap(m.load, (size_t)nworkers * sizeof(*m.load));
+    }
     return status;
 }

@@ -33,6 +33,8 @@ static const char *reason(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 409:
+        return "Conflict";
     case 414:
         return "URI Too Long";
     case 429:
@@ -118,4 +120,24 @@ int reply_error(const struct reply *rp, int status, const char *code, const char
     rc = reply_json(rp, status, extra_headers, body);
     json_decref(body);
     return rc;
+}
+
+/* ---- a body that is not JSON (GET /metrics, docs/API.md section 8) ---- */
+
+int reply_typed(const struct reply *rp, int status, const char *content_type, const char *body,
+                size_t len)
+{
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "Status: %d %s\r\nContent-Type: %s\r\n"
+                     "Content-Length: %zu\r\nCache-Control: no-store\r\n\r\n",
+                     status, reason(status), content_type, len);
+
+    if (n < 0 || (size_t)n >= sizeof(head) || FCGX_PutStr(head, n, rp->out) != n) {
+        return -1;
+    }
+    if (!rp->head && len > 0 && FCGX_PutStr(body, (int)len, rp->out) != (int)len) {
+        return -1;
+    }
+    return 0;
 }

@@ -31,4 +31,9 @@ int reply_body(const struct reply *rp, int status, const char *extra_headers, co
 int reply_error(const struct reply *rp, int status, const char *code, const char *message,
                 const char *extra_headers);
 
+/* Like reply_body() with another Content-Type (a trusted constant, e.g.
+ * Prometheus's text format) and no extra headers. Returns 0 or -1. */
+int reply_typed(const struct reply *rp, int status, const char *content_type, const char *body,
+                size_t len);
+
 #endif

@@ -1,10 +1,11 @@
-/* route.c -- which endpoint a canonical path names (API.md 2-5)
+/* route.c -- which endpoint a canonical path names (API.md 2-5, 8, 10, 11)
  *
  * Routing works on the canonical path only, so "/stats/", "/stats//" and
  * "/stats/./" are the same endpoint, exactly as they are the same counter.
  * An endpoint written without its trailing slash ("/stats", "/test/5",
  * "/api") is answered with a 308 to the slash form, which keeps the method
- * and the body; everything else outside the table is 404.
+ * and the body; everything else outside the table is 404. /metrics is the
+ * one endpoint without a trailing slash, as Prometheus scrapes it.
  */
 
 #include "route.h"
@@ -28,6 +29,8 @@ static void match_slashed(const char *p, size_t len, struct route *r)
         r->id = ROUTE_API;
     } else if (len == 7 && memcmp(p, "/stats/", 7) == 0) {
         r->id = ROUTE_STATS;
+    } else if (len == 15 && memcmp(p, "/stats/history/", 15) == 0) {
+        r->id = ROUTE_HISTORY;
     } else if (len == 11 && memcmp(p, "/test/runs/", 11) == 0) {
         r->id = ROUTE_RUN_LIST;
     } else if (starts(p, len, "/test/runs/")) {
@@ -63,6 +66,10 @@ void route_match(const char *path, size_t len, struct route *r)
         match_slashed(path, len, r);
         return;
     }
+    if (len == 8 && memcmp(path, "/metrics", 8) == 0) {
+        r->id = ROUTE_METRICS;
+        return;
+    }
     /* No trailing slash: is it an endpoint once the slash is added? (API
      * paths are endpoints with or without it.) */
     if (starts(path, len, "/api/")) {
@@ -84,10 +91,13 @@ void route_match(const char *path, size_t len, struct route *r)
 const char *route_allow(enum route_id id)
 {
     switch (id) {
-    case ROUTE_API:
     case ROUTE_STATS:
-    case ROUTE_RUN_LIST:
     case ROUTE_RUN:
+        return "GET, HEAD, DELETE";
+    case ROUTE_API:
+    case ROUTE_RUN_LIST:
+    case ROUTE_HISTORY:
+    case ROUTE_METRICS:
         return "GET, HEAD";
     case ROUTE_TEST_START:
         return "POST";
@@ -101,10 +111,14 @@ const char *route_allow(enum route_id id)
 int route_method_ok(enum route_id id, const char *method)
 {
     switch (id) {
-    case ROUTE_API:
     case ROUTE_STATS:
-    case ROUTE_RUN_LIST:
     case ROUTE_RUN:
+        return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
+               strcmp(method, "DELETE") == 0;
+    case ROUTE_API:
+    case ROUTE_RUN_LIST:
+    case ROUTE_HISTORY:
+    case ROUTE_METRICS:
         return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     case ROUTE_TEST_START:
         return strcmp(method, "POST") == 0;

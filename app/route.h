@@ -1,4 +1,4 @@
-/* route.h -- which endpoint a canonical path names (API.md 2-5) */
+/* route.h -- which endpoint a canonical path names (API.md 2-5, 8, 10, 11) */
 
 #ifndef REQSTATS_ROUTE_H
 #define REQSTATS_ROUTE_H
@@ -12,7 +12,9 @@ enum route_id {
     ROUTE_SLASH,      /* an endpoint named without its trailing slash: 308 */
     ROUTE_TEST_START, /* /test/{n}/, arg = the n segment (unvalidated) */
     ROUTE_RUN_LIST,   /* /test/runs/ */
-    ROUTE_RUN         /* /test/runs/{id}/, arg = the id segment (unvalidated) */
+    ROUTE_RUN,        /* /test/runs/{id}/, arg = the id segment (unvalidated) */
+    ROUTE_HISTORY,    /* /stats/history/ (docs/API.md section 10) */
+    ROUTE_METRICS     /* /metrics, without a trailing slash (section 8) */
 };
 
 struct route {

@@ -15,7 +15,7 @@
 
 #include "clock.h"
 
-static const char *const status_names[] = {"queued", "running", "done", "failed"};
+static const char *const status_names[] = {"queued", "running", "done", "failed", "cancelled"};
 
 const char *run_status_name(enum run_status s)
 {

@@ -11,7 +11,10 @@
 
 #define RUN_ID_LEN 16 /* lower-case hex characters */
 
-enum run_status { RUN_QUEUED, RUN_RUNNING, RUN_DONE, RUN_FAILED };
+enum run_status { RUN_QUEUED, RUN_RUNNING, RUN_DONE, RUN_FAILED, RUN_CANCELLED };
+
+/* Number of statuses (the size of an array indexed by enum run_status). */
+#define RUN_STATUSES 5
 
 /* One run as stored in Redis. Times are epoch milliseconds, 0 = not yet. */
 struct run {
@@ -27,7 +30,7 @@ struct run {
     char error[160]; /* why a run failed, or the last transfer error; "" if none */
 };
 
-/* "queued", "running", "done", "failed". */
+/* "queued", "running", "done", "failed", "cancelled". */
 const char *run_status_name(enum run_status s);
 
 /* Parse a status name. Returns 0, or -1 if unknown. */

@@ -20,7 +20,9 @@
  * runner died without finishing it (SIGKILL, a crash, a power cut) stops
  * beating; every runner sweeps the active runs each SWEEP_MS and marks such
  * runs failed, so none stays "running" forever. A graceful stop marks the
- * current run failed at once.
+ * current run failed at once. A run cancelled through the API (its record
+ * says "cancelled") is noticed within CANCEL_MS: its transfers are dropped
+ * at once, no new one starts, and its final counters are written.
  *
  * The target is TEST_TARGET_URL from the configuration, never anything
  * from a request; only http and https are allowed, redirects are not
@@ -45,14 +47,23 @@
 #include "log.h"
 #include "run.h"
 #include "runs.h"
+#include "sig.h"
 #include "urlgen.h"
 
 #define PROGRESS_MS  200
+#define CANCEL_MS    100 /* how often a running run's status is checked */
 #define SWEEP_MS     1000
 #define STALE_MS     5000 /* a running run silent this long is dead */
 #define IDLE_WAIT_MS 200  /* queue polling interval when idle */
 #define FINISH_TRIES 25   /* x IDLE_WAIT_MS: how long to retry a final write */
-#define URL_MAX      (512 + URLGEN_URL_MAX)
+/* TEST_TARGET_URL followed by a generated path. */
+#define URL_MAX     (sizeof(((struct config *)0)->test_target_url) + URLGEN_URL_MAX)
+#define MAX_EVENTS  64  /* epoll events taken per wait */
+#define WAIT_MAX_MS 100 /* longest wait during a run: stop_flag is checked after each */
+
+/* A transfer's connect timeout: TEST_REQUEST_TIMEOUT_MS, at most this. */
+#define CONNECT_TIMEOUT_MAX_MS 2000L
+#define TESTRUN_USER_AGENT     "reqstats-testrun/1"
 
 static volatile sig_atomic_t stop_flag;
 
@@ -107,8 +118,10 @@ static void sleep_ms(const struct runner *rn, int ms)
  * epoll set only if it reports an event while unwatched (the server closed
  * an idle connection). fds[fd] holds the registered events | FD_IN_SET,
  * plus FD_WATCHED while libcurl wants them. */
+#define FD_EVENTS  0xffffu /* the EPOLLIN/EPOLLOUT bits registered */
 #define FD_IN_SET  0x10000u
 #define FD_WATCHED 0x20000u
+#define FD_GROW    64 /* table entries added beyond a new highest fd */
 
 static uint32_t *fd_slot(struct runner *rn, int fd)
 {
@@ -116,7 +129,7 @@ static uint32_t *fd_slot(struct runner *rn, int fd)
         return NULL;
     }
     if ((size_t)fd >= rn->nfds) {
-        size_t n = (size_t)fd + 64;
+        size_t n = (size_t)fd + FD_GROW;
         uint32_t *grown = realloc(rn->fds, n * sizeof(*grown));
 
         if (grown == NULL) {
@@ -146,7 +159,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         *slot &= ~FD_WATCHED;
         return 0;
     }
-    if ((*slot & FD_IN_SET) && (*slot & 0xffffu) == want) {
+    if ((*slot & FD_IN_SET) && (*slot & FD_EVENTS) == want) {
         *slot |= FD_WATCHED;
         return 0;
     }
@@ -217,75 +230,98 @@ static int timer_wait(const struct runner *rn, int cap_ms)
     return left <= 0 ? 0 : (left < cap_ms ? (int)left : cap_ms);
 }
 
-static int setup_transfers(struct runner *rn)
+/* Whether a curl_easy_setopt/curl_easy_getinfo call (named in what)
+ * succeeded; if not, err says which call and option failed, and why.
+ * Returns 0 or -1. */
+static int easy_check(CURLcode cc, const char *what, char *err, size_t errlen)
+{
+    if (cc == CURLE_OK) {
+        return 0;
+    }
+    snprintf(err, errlen, "%s: %s", what, curl_easy_strerror(cc));
+    return -1;
+}
+
+static int multi_check(CURLMcode mc, const char *what, char *err, size_t errlen)
+{
+    if (mc == CURLM_OK) {
+        return 0;
+    }
+    snprintf(err, errlen, "%s: %s", what, curl_multi_strerror(mc));
+    return -1;
+}
+
+/* One checked libcurl call each, naming its option: 0 or -1 (err set). */
+#define EASY_SETOPT(e, opt, val, err, len)                                                         \
+    easy_check(curl_easy_setopt((e), (opt), (val)), "curl_easy_setopt " #opt, (err), (len))
+#define EASY_GETINFO(e, info, out, err, len)                                                       \
+    easy_check(curl_easy_getinfo((e), (info), (out)), "curl_easy_getinfo " #info, (err), (len))
+#define MULTI_SETOPT(m, opt, val, err, len)                                                        \
+    multi_check(curl_multi_setopt((m), (opt), (val)), "curl_multi_setopt " #opt, (err), (len))
+
+/* The multi handle, the epoll set and TEST_CONCURRENCY easy handles.
+ * Returns 0, or -1 with err set. */
+static int setup_transfers(struct runner *rn, char *err, size_t errlen)
 {
     const struct config *cfg = rn->cfg;
-    CURLMcode mc;
+    CURLM *mh;
+    long timeout_ms = cfg->test_request_timeout_ms;
+    long connect_ms = cfg->test_request_timeout_ms < CONNECT_TIMEOUT_MAX_MS
+                          ? cfg->test_request_timeout_ms
+                          : CONNECT_TIMEOUT_MAX_MS;
 
-    rn->multi = curl_multi_init();
+    rn->multi = mh = curl_multi_init();
     rn->nxfers = cfg->test_concurrency;
     rn->xfers = calloc((size_t)rn->nxfers, sizeof(*rn->xfers));
     if (rn->multi == NULL || rn->xfers == NULL) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
     rn->epfd = epoll_create1(EPOLL_CLOEXEC);
     rn->timer_at = -1;
     if (rn->epfd < 0) {
-        log_error("epoll_create1: %s", strerror(errno));
+        int e = errno;
+
+        snprintf(err, errlen, "epoll_create1: %s", strerror(e));
         return -1;
     }
-    mc = curl_multi_setopt(rn->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)rn->nxfers);
-    if (mc == CURLM_OK) {
-        mc = curl_multi_setopt(rn->multi, CURLMOPT_MAXCONNECTS, (long)rn->nxfers);
-    }
-    if (mc == CURLM_OK) {
-        mc = curl_multi_setopt(rn->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    }
-    if (mc == CURLM_OK) {
-        mc = curl_multi_setopt(rn->multi, CURLMOPT_SOCKETDATA, rn);
-    }
-    if (mc == CURLM_OK) {
-        mc = curl_multi_setopt(rn->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    }
-    if (mc == CURLM_OK) {
-        mc = curl_multi_setopt(rn->multi, CURLMOPT_TIMERDATA, rn);
-    }
-    if (mc != CURLM_OK) {
-        log_error("curl_multi_setopt: %s", curl_multi_strerror(mc));
+    if (MULTI_SETOPT(mh, CURLMOPT_MAX_HOST_CONNECTIONS, (long)rn->nxfers, err, errlen) != 0 ||
+        MULTI_SETOPT(mh, CURLMOPT_MAXCONNECTS, (long)rn->nxfers, err, errlen) != 0 ||
+        MULTI_SETOPT(mh, CURLMOPT_SOCKETFUNCTION, on_socket, err, errlen) != 0 ||
+        MULTI_SETOPT(mh, CURLMOPT_SOCKETDATA, rn, err, errlen) != 0 ||
+        MULTI_SETOPT(mh, CURLMOPT_TIMERFUNCTION, on_timer, err, errlen) != 0 ||
+        MULTI_SETOPT(mh, CURLMOPT_TIMERDATA, rn, err, errlen) != 0) {
         return -1;
     }
     for (int i = 0; i < rn->nxfers; i++) {
         CURL *e = curl_easy_init();
-        CURLcode cc = CURLE_OK;
 
         if (e == NULL) {
+            snprintf(err, errlen, "curl_easy_init failed");
             return -1;
         }
         rn->xfers[i].easy = e;
-        cc |= curl_easy_setopt(e, CURLOPT_PRIVATE, &rn->xfers[i]);
-        cc |= curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open);
-        cc |= curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, rn);
-        cc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
-        cc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        cc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)cfg->test_request_timeout_ms);
-        cc |= curl_easy_setopt(
-            e, CURLOPT_CONNECTTIMEOUT_MS,
-            (long)(cfg->test_request_timeout_ms < 2000 ? cfg->test_request_timeout_ms : 2000));
-        cc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-        /* Straight to TEST_TARGET_URL: an http_proxy in the environment
-         * must not divert test traffic (and is not looked up per request). */
-        cc |= curl_easy_setopt(e, CURLOPT_PROXY, "");
-        cc |= curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
-        cc |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-        cc |= curl_easy_setopt(e, CURLOPT_USERAGENT, "reqstats-testrun/1");
+        if (EASY_SETOPT(e, CURLOPT_PRIVATE, &rn->xfers[i], err, errlen) != 0 ||
+            EASY_SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, on_open, err, errlen) != 0 ||
+            EASY_SETOPT(e, CURLOPT_OPENSOCKETDATA, rn, err, errlen) != 0 ||
+            EASY_SETOPT(e, CURLOPT_WRITEFUNCTION, discard, err, errlen) != 0 ||
+            EASY_SETOPT(e, CURLOPT_NOSIGNAL, 1L, err, errlen) != 0 ||
+            EASY_SETOPT(e, CURLOPT_TIMEOUT_MS, timeout_ms, err, errlen) != 0 ||
+            EASY_SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms, err, errlen) != 0 ||
+            EASY_SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https", err, errlen) != 0 ||
+            /* Straight to TEST_TARGET_URL: an http_proxy in the environment
+             * must not divert test traffic (and is not looked up per request). */
+            EASY_SETOPT(e, CURLOPT_PROXY, "", err, errlen) != 0 ||
+            EASY_SETOPT(e, CURLOPT_NOPROXY, "*", err, errlen) != 0 ||
+            EASY_SETOPT(e, CURLOPT_FOLLOWLOCATION, 0L, err, errlen) != 0 ||
+            EASY_SETOPT(e, CURLOPT_USERAGENT, TESTRUN_USER_AGENT, err, errlen) != 0) {
+            return -1;
+        }
         /* Through nginx's unix listener when configured: the same server
          * and locations, without the TCP stack on either side (README,
          * Performance). The URL still gives the scheme and Host. */
-        if (cfg->test_target_socket[0] != '\0') {
-            cc |= curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, cfg->test_target_socket);
-        }
-        if (cc != CURLE_OK) {
-            log_error("curl_easy_setopt failed");
+        if (cfg->test_target_socket[0] != '\0' &&
+            EASY_SETOPT(e, CURLOPT_UNIX_SOCKET_PATH, cfg->test_target_socket, err, errlen) != 0) {
             return -1;
         }
     }
@@ -337,8 +373,7 @@ static int start_transfer(struct runner *rn, struct urlgen *g, struct run *r, ch
         return -1;
     }
     snprintf(t->url, sizeof(t->url), "%s%s", rn->cfg->test_target_url, path);
-    if (curl_easy_setopt(t->easy, CURLOPT_URL, t->url) != CURLE_OK) {
-        snprintf(err, errlen, "curl_easy_setopt URL failed");
+    if (EASY_SETOPT(t->easy, CURLOPT_URL, t->url, err, errlen) != 0) {
         return -1;
     }
     mc = curl_multi_add_handle(rn->multi, t->easy);
@@ -364,9 +399,12 @@ static void collect(struct runner *rn, struct run *r)
         if (msg->msg != CURLMSG_DONE) {
             continue;
         }
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &code);
-        if (msg->data.result == CURLE_OK && code == 200) {
+        if (EASY_GETINFO(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t, r->error,
+                         sizeof(r->error)) != 0 ||
+            EASY_GETINFO(msg->easy_handle, CURLINFO_RESPONSE_CODE, &code, r->error,
+                         sizeof(r->error)) != 0) {
+            r->failed++; /* r->error says which call failed */
+        } else if (msg->data.result == CURLE_OK && code == 200) {
             r->succeeded++;
         } else {
             r->failed++;
@@ -408,10 +446,28 @@ static void finish(struct runner *rn, struct run *r)
     log_error("run %s: final state not recorded; the sweep will mark it failed", r->id);
 }
 
+/* 1 if the run's record says it was cancelled (docs/API.md section 11). */
+static int cancelled(struct runner *rn, const struct run *r)
+{
+    enum run_status status;
+
+    return runs_status(rn->runs, r->id, &status) == 0 && status == RUN_CANCELLED;
+}
+
+static void drop_transfers(struct runner *rn)
+{
+    for (int i = 0; i < rn->nxfers; i++) {
+        if (rn->xfers[i].busy) {
+            curl_multi_remove_handle(rn->multi, rn->xfers[i].easy);
+            rn->xfers[i].busy = 0;
+        }
+    }
+}
+
 static void execute(struct runner *rn, struct run *r)
 {
     struct urlgen g;
-    int64_t last_progress = 0;
+    int64_t last_progress = 0, last_cancel_check = 0;
     char err[160] = "";
     int running = 0;
 
@@ -430,7 +486,7 @@ static void execute(struct runner *rn, struct run *r)
     write_progress(rn, r);
 
     while (r->succeeded + r->failed < r->requests) {
-        struct epoll_event evs[64];
+        struct epoll_event evs[MAX_EVENTS];
         CURLMcode mc = CURLM_OK;
         int64_t now = clock_mono_ms();
         int n;
@@ -444,13 +500,19 @@ static void execute(struct runner *rn, struct run *r)
             write_progress(rn, r);
             last_progress = now;
         }
+        if (now - last_cancel_check >= CANCEL_MS) {
+            last_cancel_check = now;
+            if (cancelled(rn, r)) {
+                goto cancel;
+            }
+        }
         /* Keep the window full; libcurl starts new transfers on its timer. */
         while (r->sent < r->requests && r->sent - r->succeeded - r->failed < rn->nxfers) {
             if (start_transfer(rn, &g, r, err, sizeof(err)) != 0) {
                 goto fail;
             }
         }
-        n = epoll_wait(rn->epfd, evs, 64, timer_wait(rn, 100));
+        n = epoll_pwait(rn->epfd, evs, MAX_EVENTS, timer_wait(rn, WAIT_MAX_MS), &rn->waitmask);
         if (n < 0 && errno != EINTR) {
             snprintf(err, sizeof(err), "epoll_wait: %s", strerror(errno));
             goto fail;
@@ -458,7 +520,7 @@ static void execute(struct runner *rn, struct run *r)
         for (int i = 0; i < n && mc == CURLM_OK; i++) {
             mc = socket_event(rn, &evs[i], &running);
         }
-        if (mc == CURLM_OK && rn->timer_at >= 0 && timer_wait(rn, 100) == 0) {
+        if (mc == CURLM_OK && rn->timer_at >= 0 && timer_wait(rn, WAIT_MAX_MS) == 0) {
             rn->timer_at = -1;
             mc = curl_multi_socket_action(rn->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         }
@@ -482,6 +544,14 @@ fail:
     r->status = RUN_FAILED;
     snprintf(r->error, sizeof(r->error), "%s", err);
     finish(rn, r);
+    return;
+
+cancel:
+    /* Transfers in flight are dropped: no new request leaves from now on
+     * (one already sent may still be answered and counted by the app). */
+    drop_transfers(rn);
+    r->status = RUN_CANCELLED;
+    finish(rn, r);
 }
 
 static void sweep(struct runner *rn)
@@ -496,26 +566,22 @@ static void sweep(struct runner *rn)
 
 int runner_run(const struct config *cfg)
 {
+    static const int handled[] = {SIGTERM, SIGINT, 0};
+    static const int ignored[] = {SIGPIPE, 0};
     struct runner rn;
-    struct sigaction sa;
-    sigset_t block;
+    char err[256] = "";
     int64_t last_sweep = 0;
     int status = 0;
 
     memset(&rn, 0, sizeof(rn));
     rn.epfd = -1;
     rn.cfg = cfg;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-    /* Stop signals interrupt the idle wait and epoll_wait (bounded at
-     * 100 ms) and are checked after each. */
-    sigemptyset(&block);
-    sigprocmask(SIG_BLOCK, &block, &rn.waitmask);
+    /* Stop signals arrive only in the idle wait and the transfers'
+     * epoll_pwait, and stop_flag is checked after each. */
+    if (sig_setup(on_stop, handled, ignored, &rn.waitmask) != 0) {
+        log_error("signal setup: %s", strerror(errno));
+        return CONFIG_EXIT_FATAL;
+    }
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         log_error("curl_global_init failed");
@@ -523,8 +589,17 @@ int runner_run(const struct config *cfg)
     }
     rn.cl = cluster_new(cfg);
     rn.runs = rn.cl != NULL ? runs_new(cfg, rn.cl) : NULL;
-    if (rn.runs == NULL || run_id_new(rn.owner) != 0 || setup_transfers(&rn) != 0) {
-        log_error("runner initialisation failed");
+    if (rn.runs == NULL) {
+        int e = errno;
+
+        snprintf(err, sizeof(err), "store: %s", strerror(e));
+    } else if (run_id_new(rn.owner) != 0) {
+        int e = errno;
+
+        snprintf(err, sizeof(err), "run owner id: %s", strerror(e));
+    }
+    if (err[0] != '\0' || setup_transfers(&rn, err, sizeof(err)) != 0) {
+        log_error("runner initialisation failed: %s", err);
         status = CONFIG_EXIT_FATAL;
         goto out;
     }

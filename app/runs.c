@@ -59,12 +59,13 @@ static const char claim_script[] =
     "  redis.call('SREM', KEYS[2], id)\n"
     "end\n";
 
-/* Finish a run if it is still ours and running.
+/* Finish a run if it is still ours and running (or cancelled, when the
+ * final status is "cancelled": the runner then writes its final counters).
  * KEYS: run, active. ARGV: owner, status, finished, sent, succeeded, failed,
  * error, retention, id. */
 static const char finish_script[] =
     "local cur = redis.call('HMGET', KEYS[1], 'status', 'owner')\n"
-    "if cur[1] ~= 'running' or cur[2] ~= ARGV[1] then return 0 end\n"
+    "if (cur[1] ~= 'running' and cur[1] ~= ARGV[2]) or cur[2] ~= ARGV[1] then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished', ARGV[3], 'sent', ARGV[4],\n"
     "  'succeeded', ARGV[5], 'failed', ARGV[6], 'error', ARGV[7])\n"
     "redis.call('SREM', KEYS[2], ARGV[9])\n"
@@ -89,6 +90,42 @@ static const char sweep_script[] =
     "  end\n"
     "end\n"
     "return n\n";
+
+/* Count runs by status: the runs in the recent-runs list (TEST_RUNS_KEPT
+ * at most) plus any active run not in it, so the cost is bounded by the
+ * configuration. Derives run keys from ids, within the {runs} slot.
+ * KEYS: active, recent. ARGV: run key prefix. Returns {queued, running,
+ * done, failed, cancelled}. */
+static const char by_status_script[] =
+    "local by = {queued = 0, running = 0, done = 0, failed = 0, cancelled = 0}\n"
+    "local seen = {}\n"
+    "local function count(id)\n"
+    "  if seen[id] then return end\n"
+    "  seen[id] = true\n"
+    "  local s = redis.call('HGET', ARGV[1] .. id, 'status')\n"
+    "  if s and by[s] then by[s] = by[s] + 1 end\n"
+    "end\n"
+    "for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do count(id) end\n"
+    "for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do count(id) end\n"
+    "return {by.queued, by.running, by.done, by.failed, by.cancelled}\n";
+
+/* Cancel a run (docs/API.md section 11). A queued run is marked cancelled
+ * and leaves the queue: it never starts. A running run is marked cancelled
+ * at once; its runner checks the status every few hundred ms
+ * (runs_status), stops its transfers and writes its final counters
+ * through the finish script. Either way the run leaves the active set now,
+ * and its record expires after the retention.
+ * KEYS: run, active, queue. ARGV: id, now, retention.
+ * Returns 1 cancelled, 0 no such run, 2 already ended. */
+static const char cancel_script[] =
+    "local st = redis.call('HGET', KEYS[1], 'status')\n"
+    "if not st then return 0 end\n"
+    "if st ~= 'queued' and st ~= 'running' then return 2 end\n"
+    "redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished', ARGV[2])\n"
+    "if st == 'queued' then redis.call('LREM', KEYS[3], 0, ARGV[1]) end\n"
+    "redis.call('SREM', KEYS[2], ARGV[1])\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
+    "return 1\n";
 
 struct runs {
     const struct config *cfg;
@@ -490,6 +527,98 @@ int runs_sweep(struct runs *rs, int64_t now_ms, int64_t stale_ms, const char *re
     rep = query_one(rs, &c, 1);
     rc = rep != NULL && rep->type == REDIS_REPLY_INTEGER ? (int)rep->integer : -1;
     reply_error_log("sweep runs", rep);
+    freeReplyObject(rep);
+    return rc;
+}
+
+int runs_by_status(struct runs *rs, long long *by)
+{
+    struct cmd c;
+    redisReply *rep;
+    int rc = -1;
+
+    for (int i = 0; i < RUN_STATUSES; i++) {
+        by[i] = 0;
+    }
+    cmd_init(&c, rs->slot);
+    cmd_str(&c, "EVAL");
+    cmd_str(&c, by_status_script);
+    cmd_str(&c, "2");
+    cmd_str(&c, rs->k_active);
+    cmd_str(&c, rs->k_recent);
+    cmd_str(&c, rs->k_run);
+    rep = query_one(rs, &c, 1);
+    if (rep == NULL) {
+        return -1;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != RUN_STATUSES) {
+        reply_error_log("runs by status", rep);
+        goto out;
+    }
+    for (int i = 0; i < RUN_STATUSES; i++) {
+        by[i] = reply_ll(rep->element[i]);
+    }
+    rc = 0;
+
+out:
+    freeReplyObject(rep);
+    return rc;
+}
+
+int runs_cancel(struct runs *rs, const char *id, int64_t now_ms, int retention_s)
+{
+    char key[RUNKEY_MAX];
+    struct cmd c;
+    redisReply *rep;
+    int rc = -1;
+
+    run_key(rs, id, key);
+    cmd_init(&c, rs->slot);
+    cmd_str(&c, "EVAL");
+    cmd_str(&c, cancel_script);
+    cmd_str(&c, "3");
+    cmd_str(&c, key);
+    cmd_str(&c, rs->k_active);
+    cmd_str(&c, rs->k_queue);
+    cmd_str(&c, id);
+    cmd_ll(&c, now_ms);
+    cmd_ll(&c, retention_s);
+    rep = query_one(rs, &c, 1);
+    if (rep == NULL) {
+        return -1;
+    }
+    if (rep->type == REDIS_REPLY_INTEGER) {
+        rc = rep->integer == 1 ? 0 : rep->integer == 0 ? 1 : 2;
+    } else {
+        reply_error_log("cancel run", rep);
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+int runs_status(struct runs *rs, const char *id, enum run_status *status)
+{
+    char key[RUNKEY_MAX];
+    struct cmd c;
+    redisReply *rep;
+    int rc = -1;
+
+    run_key(rs, id, key);
+    cmd_init(&c, rs->slot);
+    cmd_str(&c, "HGET");
+    cmd_str(&c, key);
+    cmd_str(&c, "status");
+    rep = query_one(rs, &c, 1);
+    if (rep == NULL) {
+        return -1;
+    }
+    if (rep->type == REDIS_REPLY_NIL) {
+        rc = 1;
+    } else if (rep->type == REDIS_REPLY_STRING && run_status_parse(rep->str, status) == 0) {
+        rc = 0;
+    } else {
+        reply_error_log("run status", rep);
+    }
     freeReplyObject(rep);
     return rc;
 }

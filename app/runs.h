@@ -54,4 +54,19 @@ int runs_finish(struct runs *rs, const struct run *r, const char *owner, int ret
 int runs_sweep(struct runs *rs, int64_t now_ms, int64_t stale_ms, const char *reason,
                int retention_s);
 
+/* Runs by status (indexed by enum run_status): the recent runs kept
+ * (TEST_RUNS_KEPT) and any active one, for /metrics. by[] has
+ * RUN_STATUSES entries. Returns 0, or -1 (by[] then all 0). */
+int runs_by_status(struct runs *rs, long long *by);
+
+/* Cancel the run `id` (taking it off the queue and the active set; a
+ * running run's runner stops on its next status check). Returns 0 when
+ * cancelled, 1 when there is no such run, 2 when it has ended already, -1
+ * on failure. */
+int runs_cancel(struct runs *rs, const char *id, int64_t now_ms, int retention_s);
+
+/* Read only the status of run `id`. Returns 0 and sets *status, 1 when no
+ * such run, -1 on failure. */
+int runs_status(struct runs *rs, const char *id, enum run_status *status);
+
 #endif

@@ -63,7 +63,9 @@
 #include "log.h"
 #include "cluster.h"
 #include "counters.h"
+#include "metrics.h"
 #include "runs.h"
+#include "sig.h"
 
 /* epoll data: a slot index, the listen socket, or TAG_REDIS + fd. */
 #define TAG_LISTEN UINT64_MAX
@@ -90,7 +92,21 @@
 
 /* Request bodies are not used; this much is read and discarded before a
  * connection is closed instead. nginx's client_max_body_size is far lower. */
-#define DRAIN_BODY_MAX ((size_t)64 * 1024)
+#define DRAIN_BODY_MAX   ((size_t)64 * 1024)
+#define DRAIN_BODY_CHUNK 4096
+
+/* A stopping worker's drain loop waits at most this long per round, so it
+ * sees DRAIN_MS pass. */
+#define DRAIN_POLL_MS 50
+
+/* At shutdown, held hits are written until SHUTDOWN_TIMEOUT_MS minus
+ * SHUTDOWN_MARGIN_MS (so the worker exits before the master's SIGKILL),
+ * but for at least FLUSH_MIN_MS. */
+#define SHUTDOWN_MARGIN_MS 1000
+#define FLUSH_MIN_MS       100
+
+/* Dropped hits are logged at most once per this interval. */
+#define DROP_LOG_INTERVAL_MS 1000
 
 static volatile sig_atomic_t stop_flag;
 
@@ -127,7 +143,9 @@ struct worker {
     int conns;         /* connections this worker holds */
     uint64_t dropped_logged;
     int64_t dropped_log_ms;
-    sigset_t waitmask; /* mask inside epoll_pwait: stop signals let through */
+    sigset_t waitmask;     /* mask inside epoll_pwait: stop signals let through */
+    struct metrics *mx;    /* shared /metrics figures, NULL: none */
+    int64_t batch_sent_us; /* when the batch in flight was sent */
 };
 
 static int listen_watch(struct worker *w, int on)
@@ -240,7 +258,7 @@ static int accept_allowed(const struct worker *w)
  * Returns 0, or -1 if the body is too large (close the connection). */
 static int drain_body(FCGX_Stream *in)
 {
-    char buf[4096];
+    char buf[DRAIN_BODY_CHUNK];
     size_t total = 0;
     int n;
 
@@ -257,7 +275,7 @@ static void log_drops(struct worker *w, int64_t now)
 {
     uint64_t dropped = hitbuf_dropped_total(w->hb);
 
-    if (dropped != w->dropped_logged && now - w->dropped_log_ms >= 1000) {
+    if (dropped != w->dropped_logged && now - w->dropped_log_ms >= DROP_LOG_INTERVAL_MS) {
         log_warn("hit buffer full (%zu bytes): dropped %llu hits (%llu since start)",
                  hitbuf_bytes(w->hb), (unsigned long long)(dropped - w->dropped_logged),
                  (unsigned long long)dropped);
@@ -321,7 +339,9 @@ static void flush_tick(struct worker *w, int64_t now, int force)
     if (counters_retry_at(w->ctr) != 0 && now < counters_retry_at(w->ctr)) {
         return;
     }
-    counters_batch_send(w->ctr, b, now);
+    if (counters_batch_send(w->ctr, b, now) == 0) {
+        w->batch_sent_us = clock_mono_us();
+    }
 }
 
 /* A Redis connection is ready (fd -1: only check deadlines). */
@@ -336,6 +356,7 @@ static void redis_event(struct worker *w, int fd, uint32_t events, int64_t now)
         ready |= CLUSTER_WRITE;
     }
     if (counters_batch_io(w->ctr, fd, ready, now) == COUNTERS_IO_DONE) {
+        metrics_batch_observe(w->mx, w->index, clock_mono_us() - w->batch_sent_us);
         hitbuf_batch_close(w->hb);
     }
 }
@@ -464,13 +485,14 @@ static int loop_once(struct worker *w, int max_wait_ms, int force_flush)
     flush_tick(w, now, force_flush);
     redis_watch(w);
     log_drops(w, now);
+    metrics_set_buffered(w->mx, w->index, hitbuf_unwritten_hits(w->hb));
     return n;
 }
 
 static void shutdown_worker(struct worker *w)
 {
     int64_t start = clock_mono_ms();
-    int64_t flush_deadline = start + w->cfg->shutdown_timeout_ms - 1000;
+    int64_t flush_deadline = start + w->cfg->shutdown_timeout_ms - SHUTDOWN_MARGIN_MS;
 
     /* Stop accepting (the master and the other workers keep the listen
      * socket open). */
@@ -480,7 +502,7 @@ static void shutdown_worker(struct worker *w)
 
     /* Answer what nginx already sent on kept connections. */
     while (w->conns > 0 && clock_mono_ms() - start < DRAIN_MS) {
-        if (loop_once(w, 50, 0) < 0) {
+        if (loop_once(w, DRAIN_POLL_MS, 0) < 0) {
             break;
         }
     }
@@ -492,8 +514,8 @@ static void shutdown_worker(struct worker *w)
     }
 
     /* Write every held hit. */
-    if (flush_deadline < start + 100) {
-        flush_deadline = start + 100;
+    if (flush_deadline < start + FLUSH_MIN_MS) {
+        flush_deadline = start + FLUSH_MIN_MS;
     }
     while (hitbuf_unwritten_hits(w->hb) > 0 || hitbuf_batch(w->hb) != NULL) {
         int64_t now = clock_mono_ms();
@@ -513,10 +535,10 @@ static void shutdown_worker(struct worker *w)
 }
 
 static int worker_init(struct worker *w, const struct config *cfg, int listen_fd, int index,
-                       int *load, struct statcache *sc)
+                       int *load, struct statcache *sc, struct metrics *mx)
 {
-    struct sigaction sa;
-    sigset_t block;
+    static const int handled[] = {SIGTERM, SIGINT, 0};
+    static const int ignored[] = {SIGPIPE, 0};
 
     memset(w, 0, sizeof(*w));
     w->cfg = cfg;
@@ -530,35 +552,37 @@ static int worker_init(struct worker *w, const struct config *cfg, int listen_fd
     /* Stop signals: handled, blocked outside epoll_pwait. libfcgi's own
      * SIGTERM/SIGPIPE handlers are installed only over SIG_DFL/SIG_IGN, so
      * ours must be in place before FCGX_Init(). */
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    sigprocmask(SIG_BLOCK, &block, &w->waitmask);
-    sigdelset(&w->waitmask, SIGTERM);
-    sigdelset(&w->waitmask, SIGINT);
+    if (sig_setup(on_stop, handled, ignored, &w->waitmask) != 0) {
+        log_error("signal setup: %s", strerror(errno));
+        return -1;
+    }
 
     if (FCGX_Init() != 0) {
         log_error("FCGX_Init failed");
         return -1;
     }
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (w->epfd < 0) {
+        int e = errno;
+
+        log_error("worker initialisation failed: epoll_create1: %s", strerror(e));
+        return -1;
+    }
     w->nslots = cfg->worker_connections;
     w->slots = calloc((size_t)w->nslots, sizeof(*w->slots));
     w->free_list = calloc((size_t)w->nslots, sizeof(*w->free_list));
     w->hb = hitbuf_new((size_t)cfg->hit_buffer_bytes);
+    if (w->slots == NULL || w->free_list == NULL || w->hb == NULL) {
+        log_error("worker initialisation failed: out of memory");
+        return -1;
+    }
     w->cl = cluster_new(cfg);
     w->ctr = w->cl != NULL ? counters_new(cfg, w->cl) : NULL;
     w->runs = w->cl != NULL ? runs_new(cfg, w->cl) : NULL;
-    if (w->epfd < 0 || w->slots == NULL || w->free_list == NULL || w->hb == NULL ||
-        w->ctr == NULL || w->runs == NULL) {
-        log_error("worker initialisation failed: %s", strerror(errno));
+    if (w->ctr == NULL || w->runs == NULL) {
+        int e = errno;
+
+        log_error("worker initialisation failed: store: %s", strerror(e));
         return -1;
     }
     for (int i = 0; i < w->nslots; i++) {
@@ -570,6 +594,8 @@ static int worker_init(struct worker *w, const struct config *cfg, int listen_fd
     w->ctx.runs = w->runs;
     w->ctx.hb = w->hb;
     w->ctx.sc = sc;
+    w->ctx.mx = mx;
+    w->mx = mx;
     return 0;
 }
 
@@ -586,12 +612,13 @@ static void worker_cleanup(struct worker *w)
     }
 }
 
-int worker_run(const struct config *cfg, int listen_fd, int index, int *load, struct statcache *sc)
+int worker_run(const struct config *cfg, int listen_fd, int index, int *load, struct statcache *sc,
+               struct metrics *mx)
 {
     struct worker w;
     int status = 0;
 
-    if (worker_init(&w, cfg, listen_fd, index, load, sc) != 0) {
+    if (worker_init(&w, cfg, listen_fd, index, load, sc, mx) != 0) {
         worker_cleanup(&w);
         return CONFIG_EXIT_FATAL;
     }

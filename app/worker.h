@@ -6,6 +6,7 @@
 #include "config.h"
 
 struct statcache;
+struct metrics;
 
 /* Run worker number `index` on the inherited listen socket until SIGTERM,
  * SIGINT or the death of the master, then finish what is in flight, flush
@@ -17,7 +18,10 @@ struct statcache;
  * load[i] is the number of FastCGI connections worker i holds, -1 while no
  * worker i runs. Each worker writes only its own entry; workers read all of
  * them to take new connections only while they are among the least loaded.
- * sc is the /stats/ cache all workers share (statcache.h), or NULL. */
-int worker_run(const struct config *cfg, int listen_fd, int index, int *load, struct statcache *sc);
+ * sc is the /stats/ cache all workers share (statcache.h), or NULL; mx the
+ * shared figures of /metrics (metrics.h), where the worker publishes its
+ * buffered hits and batch latencies, or NULL. */
+int worker_run(const struct config *cfg, int listen_fd, int index, int *load, struct statcache *sc,
+               struct metrics *mx);
 
 #endif

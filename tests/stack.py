@@ -51,10 +51,13 @@ def port_open(port, host="127.0.0.1"):
 
 
 def wait_until(cond, timeout, what, interval=0.05):
+    """Poll cond() until it returns something true (returned) or timeout
+    seconds pass (RuntimeError)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if cond():
-            return
+        value = cond()
+        if value:
+            return value
         time.sleep(interval)
     raise RuntimeError("timed out after %.1f s waiting for %s" % (timeout, what))
 
@@ -516,8 +519,9 @@ def main():
         if local is not None:
             local.stop()
         return 1
-    print("reqstats is up: %s/stats/  (state in %s, access log %s; Ctrl-C stops)"
-          % (stack.base_url, stack.run_dir, stack.access_log), file=sys.stderr, flush=True)
+    print("reqstats is up: %s/ (dashboard), %s/stats/  (state in %s, access log %s; "
+          "Ctrl-C stops)" % (stack.base_url, stack.base_url, stack.run_dir, stack.access_log),
+          file=sys.stderr, flush=True)
     while not stopping:
         for name, proc in (("redis-server", stack.redis), ("reqstats", stack.app),
                            ("nginx", stack.nginx)):

@@ -1,25 +1,18 @@
-"""corehelp.py -- helpers shared by the core-contract tests (API.md 1, 2, 3, 6).
+"""corehelp.py -- helpers shared by the core-contract tests (docs/API.md 1, 2, 3, 6).
 
-Kept apart from support.py (the suite's base class) so the contract test
-files stay short: raw HTTP requests for bytes http.client refuses to send
-(raw UTF-8, '#', oversized lines), a keep-alive load generator for exact
-counting, and before/after snapshots of the report.
+Kept apart from support.py (the suite's base class, its waits and load
+drivers) so the contract test files stay short: raw HTTP requests for bytes
+http.client refuses to send (raw UTF-8, '#', oversized lines) and reads of
+the whole report.
 
-Counting arithmetic used throughout: every /stats/ read is itself counted.
-Whether a read sees its own hit or not, the difference between two reads
-of total_requests is the number of counted requests made between them plus
-one (the earlier read, or the later one). So
-
-    total(after) - total(before) == requests in between + 1
-
-holds for any implementation that counts each request exactly once,
-provided both reads come after settle() (every earlier hit is visible).
-The same holds for the count of /stats/ itself.
+Every /stats/ read is itself counted, and whether a read sees its own hit
+is not defined, so tests never do arithmetic with a total they read
+themselves unless the reads are accounted for: they wait for the counts of
+their own paths (support.wait_counts), compare hits outside /stats/
+(support.others), or read Redis behind a barrier (support.barrier).
 """
 
-import http.client
 import os
-import threading
 import urllib.parse
 
 from support import parse_http
@@ -69,48 +62,6 @@ class CoreMixin:
             out += [(u["url"], u["count"]) for u in body["urls"]]
             link = body["next"]
         return out
-
-    # ---- load ---------------------------------------------------------------
-
-    def run_load(self, plans, timeout=30):
-        """Send requests concurrently, one keep-alive connection per plan.
-
-        plans: a list of lists of (method, path); each inner list runs in
-        order on its own connection, all connections start together.
-        Returns {(method, path): [statuses]} and the list of errors.
-        """
-        host, port = self.host_port()
-        results = [None] * len(plans)
-        errors = []
-        barrier = threading.Barrier(len(plans))
-
-        def worker(i, plan):
-            got = []
-            conn = http.client.HTTPConnection(host, port, timeout=timeout)
-            try:
-                barrier.wait(timeout)
-                for method, path in plan:
-                    conn.request(method, path)
-                    r = conn.getresponse()
-                    r.read()
-                    got.append((method, path, r.status))
-            except Exception as e:  # reported by the caller's assertion
-                errors.append("connection %d after %d requests: %r" % (i, len(got), e))
-            finally:
-                conn.close()
-                results[i] = got
-
-        threads = [threading.Thread(target=worker, args=(i, p), daemon=True)
-                   for i, p in enumerate(plans)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout + 30)
-        statuses = {}
-        for got in results:
-            for method, path, status in got or []:
-                statuses.setdefault((method, path), []).append(status)
-        return statuses, errors
 
 
 def query_of(url):

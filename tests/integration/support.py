@@ -10,6 +10,34 @@ parse_responses()/parse_http() read raw HTTP answers strictly (status
 line, header names and bytes, Content-Length, nothing left over), for tests
 that talk to nginx over raw sockets.
 
+Waiting. No test sleeps to synchronise: it waits for a condition with a
+deadline (wait_for), and the deadline is generous because the machine
+may be busy; a test that passes returns as soon as the condition holds.
+docs/API.md section 1 promises that a counted request is visible in
+/stats/ within 100 ms of its response; the tests rely on "eventually"
+and never on the 100 ms (bench/run measures it). Hence:
+
+  * wait_counts({path: n}) polls /stats/ until each path has reached its
+    count, then asserts the counts are exact. Paths a test makes its own
+    (corehelp.token()) start at 0, so no "before" snapshot is needed.
+  * Every test waits until its own hits, other than reads of /stats/,
+    are visible before it ends. So at the start of the next test of the
+    class only /stats/ hits can still be on their way: totals are
+    compared as "hits outside /stats/" (report_snapshot()).
+  * Absence ("this request was not counted", "nothing was applied
+    twice") cannot be shown by waiting for a count. barrier() sends a
+    new marker request and waits until Redis has it; on a stack with one
+    worker (WORKERS=1) hits reach Redis in the order the worker took
+    them (its buffer sends the oldest first), so every hit taken before
+    the marker is then in Redis too, and a count that did not move by
+    then will not move later. Where a class needs several workers, a
+    graceful stop of the app is the barrier (it writes every held hit).
+
+Helpers every test file shares: Load (a bounded multi-threaded load on
+keep-alive connections that records each request), run_load() (exact
+request plans on concurrent connections), gone() (a process has exited),
+redis_total()/zscore() (counts read from Redis directly, not counted).
+
 Point the suite at a stack that is already running (make run,
 docker-compose) with REQSTATS_BASE_URL=http://host:port; tests that need to
 control processes (stop Redis, kill workers) or their own settings are then
@@ -25,6 +53,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -33,8 +62,186 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import stack  # noqa: E402  (tests/stack.py)
 
-# API.md 1: a counted request is visible in /stats/ within 100 ms.
-VISIBILITY_S = 0.1
+# The deadline of every wait: far above what any condition needs on an idle
+# machine (milliseconds), so only a real failure reaches it.
+WAIT_S = 30.0
+
+# The app's default REDIS_PREFIX.
+PREFIX = "reqstats:"
+
+
+def wait_for(cond, what, timeout=WAIT_S, interval=0.02):
+    """Poll cond() until it returns something true, and return that; fail
+    the test (AssertionError) after timeout seconds."""
+    try:
+        return stack.wait_until(cond, timeout, what, interval)
+    except RuntimeError as e:
+        raise AssertionError(str(e)) from None
+
+
+def gone(pid):
+    """True if pid has exited (no such process, or a zombie nobody reaped yet)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read()
+    except OSError:
+        return True
+    return state.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def percentile(sorted_values, p):
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, int(round(p / 100.0 * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+class Load:
+    """Bounded HTTP load: `threads` threads, each on its own keep-alive connection.
+
+    Sends GET path_of(i) for i = 0, 1, ... until `count` requests were sent or
+    stop() was called, whichever first; with `spread` seconds given, request i
+    is not sent before start + i * spread / count (an even pace). Every
+    request is recorded as (i, path, t_start, t_end, status or None, error or
+    None) with time.monotonic() times; answered() is the number of answers
+    so far, for waiting until the load has made progress.
+
+    retry_idle: a request on a reused connection that the server had closed
+    (no byte of an answer received) is sent again once on a new connection,
+    as HTTP clients do (RFC 9112 9.3.1); such retries are counted.
+    """
+
+    def __init__(self, host, port, path_of, threads=8, count=None, spread=None,
+                 retry_idle=False, timeout=10):
+        self.host, self.port = host, port
+        self.path_of = path_of
+        self.threads = threads
+        self.count = count
+        self.spread = spread
+        self.retry_idle = retry_idle
+        self.timeout = timeout
+        self.records = []
+        self.other_answers = []  # (status, Content-Type, body) of each non-200 answer
+        self.idle_retries = 0
+        self._answers = 0
+        self._next = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._workers = []
+        self.t0 = None
+
+    def _take(self):
+        with self._lock:
+            if self._stop.is_set() or (self.count is not None and self._next >= self.count):
+                return None
+            i = self._next
+            self._next += 1
+            return i
+
+    def _one(self, conn, path):
+        conn.request("GET", path)
+        r = conn.getresponse()
+        body = r.read()
+        if r.status != 200:
+            with self._lock:
+                self.other_answers.append((r.status, r.getheader("content-type"), body[:500]))
+        return r.status
+
+    def _run(self):
+        conn = None
+        used = False
+        out = []
+        while True:
+            i = self._take()
+            if i is None:
+                break
+            if self.spread:
+                due = self.t0 + i * self.spread / self.count
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)  # pacing the load, not synchronising
+            path = self.path_of(i)
+            t_start = time.monotonic()
+            status = error = None
+            for attempt in (0, 1):
+                if conn is None:
+                    conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                    used = False
+                try:
+                    status = self._one(conn, path)
+                    used = True
+                    error = None
+                    break
+                except (http.client.RemoteDisconnected, ConnectionResetError,
+                        BrokenPipeError) as e:
+                    conn.close()
+                    conn = None
+                    error = "%s: %s" % (type(e).__name__, e)
+                    if not (self.retry_idle and used and attempt == 0):
+                        break
+                    with self._lock:
+                        self.idle_retries += 1
+                except (OSError, http.client.HTTPException) as e:
+                    conn.close()
+                    conn = None
+                    error = "%s: %s" % (type(e).__name__, e)
+                    break
+            out.append((i, path, t_start, time.monotonic(), status, error))
+            if status is not None:
+                with self._lock:
+                    self._answers += 1
+        if conn is not None:
+            conn.close()
+        with self._lock:
+            self.records.extend(out)
+
+    def start(self):
+        self.t0 = time.monotonic()
+        for _ in range(self.threads):
+            t = threading.Thread(target=self._run, daemon=True)
+            t.start()
+            self._workers.append(t)
+        return self
+
+    def stop(self):
+        self._stop.set()
+
+    def join(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        for t in self._workers:
+            t.join(max(0.1, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self._workers):
+            raise AssertionError("load threads still running after %.0f s" % timeout)
+        return self
+
+    def answered(self):
+        """Answers (any status) received so far; safe while the load runs."""
+        with self._lock:
+            return self._answers
+
+    def wait_answered(self, n, what="the load"):
+        """Wait until n more answers than now have arrived (the load is
+        flowing); returns the new total."""
+        want = self.answered() + n
+        return wait_for(lambda: self.answered() >= want and self.answered(),
+                        "%s to get %d more answers" % (what, n))
+
+    # ---- results ----
+
+    def ok(self):
+        return [r for r in self.records if r[4] == 200]
+
+    def failures(self):
+        return [r for r in self.records if r[4] != 200]
+
+    def ok_by_path(self):
+        out = {}
+        for r in self.ok():
+            out[r[1]] = out.get(r[1], 0) + 1
+        return out
+
+    def latencies(self):
+        return sorted(r[3] - r[2] for r in self.ok())
 
 
 class Response:
@@ -268,11 +475,144 @@ class StackTestCase(unittest.TestCase):
             self.assertEqual(err["code"], code)
         return err
 
+    # ---- load ---------------------------------------------------------------
+
+    def load(self, path_of, **kw):
+        """A Load (not started) against this class's stack."""
+        host, port = self.host_port()
+        return Load(host, port, path_of, **kw)
+
+    def run_load(self, plans, timeout=30):
+        """Send requests concurrently, one keep-alive connection per plan.
+
+        plans: a list of lists of (method, path); each inner list runs in
+        order on its own connection, all connections start together.
+        Returns {(method, path): [statuses]} and the list of errors.
+        """
+        host, port = self.host_port()
+        results = [None] * len(plans)
+        errors = []
+        barrier = threading.Barrier(len(plans))
+
+        def worker(i, plan):
+            got = []
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            try:
+                barrier.wait(timeout)
+                for method, path in plan:
+                    conn.request(method, path)
+                    r = conn.getresponse()
+                    r.read()
+                    got.append((method, path, r.status))
+            except Exception as e:  # reported by the caller's assertion
+                errors.append("connection %d after %d requests: %r" % (i, len(got), e))
+            finally:
+                conn.close()
+                results[i] = got
+
+        threads = [threading.Thread(target=worker, args=(i, p), daemon=True)
+                   for i, p in enumerate(plans)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout + 30)
+        statuses = {}
+        for got in results:
+            for method, path, status in got or []:
+                statuses.setdefault((method, path), []).append(status)
+        return statuses, errors
+
+    # ---- Redis, read directly (these reads are not counted) -------------------
+
+    def redis_int(self, *args):
+        v = self.require_stack().redis_cmd(*args)
+        return int(float(v)) if v is not None else 0
+
+    def redis_total(self):
+        return self.redis_int("GET", PREFIX + "total")
+
+    def zscore(self, path):
+        return self.redis_int("ZSCORE", PREFIX + "hits", path)
+
+    def zscores(self, paths):
+        return {p: self.zscore(p) for p in paths}
+
+    def wait_zscores(self, want, what="counts in Redis", timeout=WAIT_S):
+        """Wait until Redis holds at least want[path] for each path, then
+        assert it holds exactly that (fails at once on an overshoot)."""
+        got = {}
+
+        def reached():
+            got.update(self.zscores(want))
+            if any(got[p] > n for p, n in want.items()):
+                return True
+            return all(got[p] >= n for p, n in want.items())
+        wait_for(reached, what, timeout)
+        self.assertEqual(got, want, what)
+        return got
+
+    # ---- barriers --------------------------------------------------------------
+
+    def barrier(self):
+        """Return once every hit the app took before this call is in Redis.
+
+        Sends a request to a new path (the marker) and waits until Redis
+        has counted it. Sound only with one worker (see the header), so
+        the class must set WORKERS=1; returns the marker's path (one more
+        hit and one more distinct path in the report)."""
+        self.require_stack()
+        if self.app_env.get("WORKERS") != "1":
+            raise AssertionError("barrier() needs a class with WORKERS=1")
+        path = "/api/barrier-%s/" % os.urandom(6).hex()
+        self.assertEqual(self.get(path).status, 200)
+        wait_for(lambda: self.zscore(path) == 1, "the marker %s in Redis" % path)
+        return path
+
     # ---- the report ----------------------------------------------------------------
 
-    def settle(self):
-        """Wait out the batching window so every answered hit is visible."""
-        time.sleep(VISIBILITY_S + 0.05)
+    def wait_counts(self, want, what="counts in /stats/", timeout=WAIT_S):
+        """Poll /stats/ until each path of want has reached its count, then
+        assert the counts are exact (fails at once on an overshoot).
+        Returns every count of the last read."""
+        seen = {}
+
+        def reached():
+            seen.clear()
+            seen.update(self.counts())
+            mine = {p: seen.get(p, 0) for p in want}
+            if any(mine[p] > n for p, n in want.items()):
+                return True
+            return all(mine[p] >= n for p, n in want.items())
+        wait_for(reached, what, timeout)
+        self.assertEqual({p: seen.get(p, 0) for p in want}, want, what)
+        return dict(seen)
+
+    def report_snapshot(self):
+        """One read of the report's first page, one consistent snapshot:
+        {"total", "reads" (the count of /stats/), "others" (total - reads:
+        hits outside the report, which only the test's own requests move;
+        see the header), "unique_others" (distinct paths but /stats/)}."""
+        page = self.stats(limit=10000)
+        counts = {u["url"]: u["count"] for u in page["urls"]}
+        if "/stats/" not in counts and page["next"] is not None:
+            raise AssertionError("/stats/ is not on the first page of the report")
+        reads = counts.get("/stats/", 0)
+        return {"total": page["total_requests"], "reads": reads,
+                "others": page["total_requests"] - reads,
+                "unique_others": page["unique_urls"] - (1 if "/stats/" in counts else 0)}
+
+    def wait_others(self, want, what="hits outside /stats/"):
+        """Wait until the report shows want hits outside /stats/, then assert
+        exactly that; returns the snapshot."""
+        snap = {}
+
+        def reached():
+            snap.clear()
+            snap.update(self.report_snapshot())
+            return snap["others"] >= want
+        wait_for(reached, what)
+        self.assertEqual(snap["others"], want, what)
+        return dict(snap)
 
     def stats(self, **params):
         q = urllib.parse.urlencode(params)

@@ -13,8 +13,7 @@ class RedisPassword(StackTestCase):
         st = self.require_stack()
         for _ in range(3):
             self.assertEqual(self.get("/api/auth/").status, 200)
-        self.settle()
-        self.assertEqual(self.counts().get("/api/auth/"), 3)
+        self.wait_counts({"/api/auth/": 3})
         # Straight from Redis (stack.redis_cmd authenticates too).
         self.assertEqual(int(float(st.redis_cmd("ZSCORE", "reqstats:hits", "/api/auth/"))), 3)
 

@@ -18,7 +18,10 @@ resharding, a crashed master, CLUSTERDOWN) are test_cluster_faults.py's.
 * cluster-wide total_requests, unique_urls and dropped_hits;
 * a process started with another REDIS_SHARDS refuses to start (exit 78,
   a clear message) and changes nothing;
-* test runs (records under {runs}) work in cluster mode.
+* test runs (records under {runs}) work in cluster mode;
+* /stats/history/ sums the shards' history hashes, and DELETE /stats/
+  empties every shard (one script per shard) and keeps the writer keys
+  (ClusterHistoryAndReset, on a cluster of its own).
 
 The standalone upgrade test (a dataset written in the one-set layout keeps
 its counts) is StandaloneUpgrade at the end.
@@ -334,6 +337,82 @@ class ClusterLayoutAndPages(ClusterStackTestCase):
                          "done")
         runs = self.assertJson(self.get("/test/runs/"), 200)
         self.assertIn(body["id"], [x["id"] for x in runs["runs"]])
+
+
+class ClusterHistoryAndReset(ClusterStackTestCase):
+    """docs/API.md sections 10 and 11 on the shard layout."""
+
+    TOKEN = "cluster-reset-token"
+    app_env = {"ADMIN_TOKEN": TOKEN, "STATS_CACHE_MS": "0", "TEST_ENABLED": "0"}
+
+    def key(self, i, name):
+        return "%s{%s}%s" % (PREFIX, shard_tag(i), name)
+
+    def history_sum(self):
+        """Every history point in Redis, over the shards' hour hashes."""
+        total = 0
+        for port in self.cluster.masters():
+            for k in self.cluster.cmd(port, "KEYS", PREFIX + "{*}history:*"):
+                flat = self.cluster.cmd(port, "HGETALL", k)
+                total += sum(int(v) for v in flat[1::2])
+        return total
+
+    def shard_totals(self):
+        return sum(int(self.cluster.call("GET", self.key(i, "total")) or 0)
+                   for i in range(SHARDS))
+
+    def quiet(self):
+        """The shards' total once it stops moving."""
+        last = None
+        for _ in range(100):
+            cur = self.shard_totals()
+            if cur == last:
+                return cur
+            last = cur
+            time.sleep(0.15)
+        self.fail("the shards' totals kept moving")
+
+    def test_history_summed_then_reset_everywhere(self):
+        plan = {"/api/hr/%d/" % i: 1 + i % 4 for i in range(150)}
+        host, port = self.host_port()
+        self.assertEqual(send_hits(host, port, plan), [])
+        self.assertEqual(self.wait_counts("/api/hr/", plan), plan)
+        before = self.quiet()
+        # History: the points sum to every request counted, over shards
+        # (each batch's tallies ride on one of its parts).
+        body = self.assertJson(self.get("/stats/history/?minutes=10"), 200)
+        shown = sum(p["requests"] for p in body["points"])
+        self.assertIn(shown, (before, before + 1))  # + maybe this read's own hit
+        # (read twice: the history read's own hit may land in between)
+        wait_for(lambda: self.history_sum() == self.quiet(), 10,
+                 "the history points to add up to the shards' totals")
+        holders = {shard_of(p) for p in plan}
+        self.assertEqual(len(holders), SHARDS)  # the paths cover every shard
+        # Reset: every shard emptied, one script each.
+        self.cluster.call("INCRBY", self.key(3, "dropped"), 5)
+        before = self.quiet()
+        r = self.request("DELETE", "/stats/",
+                         headers={"Authorization": "Bearer " + self.TOKEN})
+        body = self.assertJson(r, 200)
+        self.assertIs(body["reset"], True)
+        self.assertIn(body["removed"]["total_requests"], (before, before + 1))
+        self.assertEqual(body["removed"]["dropped_hits"], 5)
+        self.assertGreaterEqual(body["removed"]["unique_urls"], 150)
+        for i in range(SHARDS):
+            self.assertIsNone(self.cluster.call("ZSCORE", self.key(i, "hits"), "/api/hr/1/"))
+            self.assertIn(self.cluster.call("GET", self.key(i, "dropped")), (None, "0"))
+        left = self.quiet()
+        self.assertLessEqual(left, 2)  # the DELETE and maybe one read since
+        wait_for(lambda: self.history_sum() == self.quiet(), 10,
+                 "the history points to add up to the shards' totals")
+        # Writer keys stay (retried parts remain recognised as applied).
+        writers = sum(len(self.cluster.cmd(p, "KEYS", PREFIX + "{*}writer:*"))
+                      for p in self.cluster.masters())
+        self.assertGreater(writers, 0)
+        # Counting goes on.
+        self.assertEqual(send_hits(host, port, {"/api/hr/after/": 3}), [])
+        self.assertEqual(self.wait_counts("/api/hr/after/", {"/api/hr/after/": 3}),
+                         {"/api/hr/after/": 3})
 
 
 class StandaloneUpgrade(StackTestCase):

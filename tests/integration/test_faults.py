@@ -1,353 +1,178 @@
-"""Faults with exact accounting (issue 6 "Tests"; API.md 1).
+"""Faults, each on a stack of its own, with exact accounting (docs/API.md
+sections 1 and 6).
 
-Each fault has a stack of its own (a class), since each one disturbs it:
+  RedisFreeze    Redis stopped (SIGSTOP) while requests arrive: every /api/
+                 request is answered 200 while Redis cannot answer anything,
+                 /stats/ 503; the workers' writes time out and are retried;
+                 afterwards every hit is counted once (no loss, no batch
+                 applied twice)
+  RedisRestart   Redis with persistence stopped and started: /stats/ 503 with
+                 Retry-After meanwhile, /api/ 200 with its hits held, counts
+                 read back from the append-only file, held hits written
+                 once, the same master and workers throughout
+  WorkerSigkill  SIGKILL to one worker under load: replaced (and logged), the
+                 service keeps answering, counting exact afterwards, the loss
+                 within the bound derived in the test
+  MasterSigterm  SIGTERM to the master under load: exit 0, children gone,
+                 every answered hit written and nothing more, nginx answers
+                 JSON errors while the app is away
+  MasterSigkill  SIGKILL to the master: the children exit by themselves,
+                 writing what they held
+  NginxReload    SIGHUP to nginx under load: no error; the app lets go of
+                 the connections the old nginx workers closed
+  IdlePeer       peers that connect to the FastCGI socket and send nothing
+                 do not hold the worker
 
-  RedisFreeze        SIGSTOP Redis for 4 s under load: /api/ answers 200
-                     promptly, /stats/ 503, and afterwards the total grows by
-                     exactly the requests sent (no loss, no double apply)
-  RedisRestart       Redis with persistence stopped and started: counts
-                     survive, hits taken while it was down are written later
-  MasterSigterm      SIGTERM to the master under load: exit 0, every answered
-                     hit counted, nothing more
-  WorkerSigkill      SIGKILL to one worker under load: replaced; the loss is
-                     within the bound derived in the test
-  MasterSigkill      SIGKILL to the master: workers and runner exit by
-                     themselves within a few seconds
-  NginxReload        SIGHUP to nginx under load: no error, no non-200 answer
-
-Counts are read from Redis directly (stack.redis_cmd) so the reads are not
-counted themselves; every /stats/ request the tests make is counted and is
-accounted for.
-
-Local helpers (not in support.py): Load, a bounded multi-threaded HTTP load
-generator on keep-alive connections that records each request's start, end
-and outcome; zscore()/redis_total() for Redis reads; gone() to tell an exited
-process (absent or zombie) from a live one.
+Counts are read from Redis directly (support.zscore/redis_total) so the
+reads are not counted. A class whose test needs every held hit written
+stops the app gracefully (SIGTERM: each worker writes what it holds and
+waits for Redis to acknowledge it) and reads Redis afterwards: a barrier
+that needs no timing and works with any number of workers. Hits outside
+/stats/ are compared (support.py's header), since the stack's readiness
+probe read /stats/.
 """
 
-import http.client
+import json
 import os
+import re
 import signal
 import socket
-import threading
 import time
 import unittest
 
-from support import StackTestCase
+from corehelp import HEX32, token
+from support import StackTestCase, gone, percentile, wait_for
 
-import stack as stackmod
-
-PREFIX = "reqstats:"
-
-
-class Load:
-    """Bounded HTTP load: `threads` threads, each on its own keep-alive connection.
-
-    Sends GET path_of(i) for i = 0, 1, ... until `count` requests were sent or
-    stop() was called, whichever first; with `spread` seconds given, request i
-    is not sent before start + i * spread / count (an even pace). Every
-    request is recorded as (i, path, t_start, t_end, status or None, error or
-    None) with time.monotonic() times.
-
-    retry_idle: a request on a reused connection that the server had closed
-    (no byte of an answer received) is sent again once on a new connection,
-    as HTTP clients do (RFC 9112 9.3.1); such retries are counted.
-    """
-
-    def __init__(self, host, port, path_of, threads=8, count=None, spread=None,
-                 retry_idle=False, timeout=10):
-        self.host, self.port = host, port
-        self.path_of = path_of
-        self.threads = threads
-        self.count = count
-        self.spread = spread
-        self.retry_idle = retry_idle
-        self.timeout = timeout
-        self.records = []
-        self.idle_retries = 0
-        self._next = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._workers = []
-        self.t0 = None
-
-    def _take(self):
-        with self._lock:
-            if self._stop.is_set() or (self.count is not None and self._next >= self.count):
-                return None
-            i = self._next
-            self._next += 1
-            return i
-
-    def _one(self, conn, path):
-        conn.request("GET", path)
-        r = conn.getresponse()
-        r.read()
-        return r.status
-
-    def _run(self):
-        conn = None
-        used = False
-        out = []
-        while True:
-            i = self._take()
-            if i is None:
-                break
-            if self.spread:
-                due = self.t0 + i * self.spread / self.count
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            path = self.path_of(i)
-            t_start = time.monotonic()
-            status = error = None
-            for attempt in (0, 1):
-                if conn is None:
-                    conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-                    used = False
-                try:
-                    status = self._one(conn, path)
-                    used = True
-                    error = None
-                    break
-                except (http.client.RemoteDisconnected, ConnectionResetError,
-                        BrokenPipeError) as e:
-                    conn.close()
-                    conn = None
-                    error = "%s: %s" % (type(e).__name__, e)
-                    if not (self.retry_idle and used and attempt == 0):
-                        break
-                    with self._lock:
-                        self.idle_retries += 1
-                except (OSError, http.client.HTTPException) as e:
-                    conn.close()
-                    conn = None
-                    error = "%s: %s" % (type(e).__name__, e)
-                    break
-            out.append((i, path, t_start, time.monotonic(), status, error))
-        if conn is not None:
-            conn.close()
-        with self._lock:
-            self.records.extend(out)
-
-    def start(self):
-        self.t0 = time.monotonic()
-        for _ in range(self.threads):
-            t = threading.Thread(target=self._run, daemon=True)
-            t.start()
-            self._workers.append(t)
-        return self
-
-    def stop(self):
-        self._stop.set()
-
-    def join(self, timeout=60):
-        deadline = time.monotonic() + timeout
-        for t in self._workers:
-            t.join(max(0.1, deadline - time.monotonic()))
-        if any(t.is_alive() for t in self._workers):
-            raise AssertionError("load threads still running after %.0f s" % timeout)
-        return self
-
-    # ---- results ----
-
-    def ok(self):
-        return [r for r in self.records if r[4] == 200]
-
-    def failures(self):
-        return [r for r in self.records if r[4] != 200]
-
-    def ok_by_path(self):
-        out = {}
-        for r in self.ok():
-            out[r[1]] = out.get(r[1], 0) + 1
-        return out
-
-    def latencies(self):
-        return sorted(r[3] - r[2] for r in self.ok())
-
-
-def percentile(sorted_values, p):
-    if not sorted_values:
-        return float("nan")
-    k = min(len(sorted_values) - 1, int(round(p / 100.0 * (len(sorted_values) - 1))))
-    return sorted_values[k]
-
-
-def gone(pid):
-    """True if pid has exited (no such process, or a zombie nobody reaped yet)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+# docs/API.md section 1 bounds how long a request may wait for Redis only
+# indirectly: REDIS_CONNECT_TIMEOUT_MS and REDIS_TIMEOUT_MS (250 and 500 ms by
+# default) are the longest a /stats/ request waits before its 503, and /api/
+# never waits for Redis at all. This bound is far above both; it still
+# catches a request that hangs until the client gives up (10 s).
+REDIS_WAIT_BOUND_S = 5.0
 
 
 class FaultCase(StackTestCase):
-    """Helpers for the fault classes."""
 
-    def redis_total(self):
-        return int(self.stack.redis_cmd("GET", PREFIX + "total") or 0)
+    def others_in_redis(self):
+        """Hits outside /stats/, from Redis."""
+        return self.redis_total() - self.zscore("/stats/")
 
-    def zscore(self, path):
-        v = self.stack.redis_cmd("ZSCORE", PREFIX + "hits", path)
-        return int(float(v)) if v is not None else 0
-
-    def counted(self, paths):
-        return {p: self.zscore(p) for p in paths}
-
-    def load(self, path_of, **kw):
-        host, port = self.host_port()
-        return Load(host, port, path_of, **kw)
-
-    def wait_for(self, cond, timeout, what, interval=0.05):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if cond():
-                return time.monotonic()
-            time.sleep(interval)
-        self.fail("timed out after %.1f s waiting for %s" % (timeout, what))
+    def stop_app_barrier(self):
+        """Stop the app gracefully; afterwards Redis holds every hit it
+        counted (or its log names the loss)."""
+        code = self.require_stack().stop_app()
+        self.assertEqual(code, 0, "the app's exit status on SIGTERM")
+        with open(self.stack.app_log, "rb") as f:
+            self.assertNotIn(b"they are lost", f.read())
 
 
 class RedisFreeze(FaultCase):
-    """Redis frozen (SIGSTOP) for 4 s while K requests arrive."""
+    """Redis frozen (SIGSTOP) until K requests were answered and the workers'
+    batch writes timed out."""
 
     K = 2000
     THREADS = 8
-    FREEZE_S = 4.0
-    P99_BOUND_S = 0.3   # REDIS_TIMEOUT_MS is 500: waiting for it once per request would show
+    # Debug logging names each failed write ("Redis still down (batch: ...)").
+    app_env = {"LOG_LEVEL": "debug"}
 
-    def test_freeze_4s_exact_count(self):
+    def batch_timed_out(self):
+        with open(self.stack.app_log, "rb") as f:
+            return re.search(rb"\(batch: no answer within", f.read()) is not None
+
+    def test_freeze_every_hit_counted_once(self):
         st = self.require_stack()
-        self.settle()
-        total0 = self.redis_total()
-        paths = ["/api/freeze/%d/" % k for k in range(16)]
-        before = self.counted(paths)
-        stats_requests = 0
+        t = token()
+        paths = ["/api/freeze-%s/%d/" % (t, k) for k in range(16)]
+        others0 = self.others_in_redis()
         probes = []
 
-        load = self.load(lambda i: paths[i % len(paths)], threads=self.THREADS, count=self.K,
-                         spread=self.FREEZE_S - 0.5)
+        load = self.load(lambda i: paths[i % len(paths)], threads=self.THREADS, count=self.K)
         os.kill(st.redis.pid, signal.SIGSTOP)
-        t_freeze = time.monotonic()
         try:
             load.start()
-            # /stats/ while frozen: 503 JSON (each probe is counted)
-            time.sleep(0.5)
-            while time.monotonic() - t_freeze < self.FREEZE_S - 0.6:
-                t = time.monotonic()
+            # /stats/ while frozen: 503 JSON with Retry-After.
+            for _ in range(3):
+                started = time.monotonic()
                 r = self.get("/stats/")
-                stats_requests += 1
-                probes.append((r, time.monotonic() - t))
-                time.sleep(0.4)
-            load.join(30)
-            left = self.FREEZE_S - (time.monotonic() - t_freeze)
-            if left > 0:
-                time.sleep(left)
+                probes.append((r, time.monotonic() - started))
+            load.join(60)
+            # Every /api/ request was answered while Redis could answer
+            # nothing. Keep it frozen until a worker's batch write timed
+            # out, so the write is retried (idempotently) after the thaw.
+            wait_for(self.batch_timed_out, "a batch write to time out")
         finally:
             os.kill(st.redis.pid, signal.SIGCONT)
-        t_thaw = time.monotonic()
 
         lat = load.latencies()
-        p50, p99, worst = percentile(lat, 50), percentile(lat, 99), (lat[-1] if lat else 0)
-        slow = sum(1 for x in lat if x > 0.25)
-        print("\n  freeze: %d requests in %.2f s; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms, "
-              "%d over 250 ms; %d /stats/ probes (max %.0f ms)"
-              % (len(load.records), load.records and max(r[3] for r in load.records) - load.t0,
-                 p50 * 1e3, p99 * 1e3, worst * 1e3, slow, len(probes),
+        print("\n  freeze: %d requests; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; "
+              "%d /stats/ probes (max %.0f ms)"
+              % (len(load.records), percentile(lat, 50) * 1e3, percentile(lat, 99) * 1e3,
+                 (lat[-1] if lat else 0) * 1e3, len(probes),
                  max((d for _, d in probes), default=0) * 1e3))
-
         self.assertEqual(len(load.records), self.K)
         self.assertEqual(load.failures(), [], "every /api/ request answered 200")
-        # SIGCONT came only after the last answer: the load fit in the freeze
-        self.assertLess(t_thaw - t_freeze, self.FREEZE_S + 1.0, "Redis frozen for about 4 s")
-        self.assertLess(p99, self.P99_BOUND_S, "p99 latency while Redis is frozen")
-        self.assertGreaterEqual(len(probes), 3)
-        for r, _ in probes:
+        for r, took in probes:
             self.assertError(r, 503)
-            self.assertIn("retry-after", r.headers)
+            self.assertRegex(r.headers.get("retry-after", ""), r"^[1-9][0-9]*$")
+            self.assertLess(took, REDIS_WAIT_BOUND_S)
 
-        # /stats/ answers again once Redis is back
-        def stats_ok():
-            nonlocal stats_requests
-            stats_requests += 1
-            return self.get("/stats/?limit=1").status == 200
-        took = self.wait_for(stats_ok, 10, "/stats/ 200 after SIGCONT", 0.1) - t_thaw
-        print("  /stats/ 200 again %.2f s after SIGCONT" % took)
-
-        # exactly K + our /stats/ requests, nothing lost, nothing applied twice
-        expect_total = total0 + self.K + stats_requests
-        self.wait_for(lambda: self.redis_total() >= expect_total, 10,
-                      "total_requests to reach %d" % expect_total)
-        time.sleep(1.0)   # a late duplicate would show up now
-        self.assertEqual(self.redis_total(), expect_total)
+        # /stats/ answers again once Redis is back (these reads count on
+        # /stats/ only).
+        wait_for(lambda: self.get("/stats/?limit=1").status == 200, "/stats/ 200 after SIGCONT")
         sent = load.ok_by_path()
-        self.assertEqual({p: self.zscore(p) - before[p] for p in paths},
-                         {p: sent.get(p, 0) for p in paths})
+        self.wait_zscores({p: sent.get(p, 0) for p in paths})
+        # Exactly K hits outside /stats/: nothing lost, nothing applied
+        # twice, also after every write the workers held is acknowledged.
+        self.stop_app_barrier()
+        self.assertEqual(self.others_in_redis() - others0, self.K)
+        self.assertEqual(self.zscores(paths), {p: sent.get(p, 0) for p in paths})
 
 
 class RedisRestart(FaultCase):
-    """Redis with its append-only file, stopped and started again."""
+    """Redis with its append-only file, stopped and started again on the same port."""
 
     persist = True
 
-    def test_restart_preserves_counts(self):
+    def test_outage_and_restart(self):
         st = self.require_stack()
-        a, during = "/api/persist/before/", "/api/persist/during/"
+        t = token()
+        a, during = "/api/persist-%s/before/" % t, "/api/persist-%s/during/" % t
+        master, workers = st.app.pid, sorted(st.workers())
         load = self.load(lambda i: a, threads=4, count=300).start().join()
         self.assertEqual(len(load.ok()), 300)
-        self.wait_for(lambda: self.zscore(a) == 300, 5, "300 hits on %s" % a)
-        self.settle()
-        total0 = self.redis_total()
+        self.wait_zscores({a: 300})
+        others0 = self.others_in_redis()
 
         self.assertEqual(st.stop_redis(), 0, "redis-server exit status")
-        # While Redis is down: /api/ still 200 (hits held by the workers), /stats/ 503.
-        load = self.load(lambda i: during, threads=4, count=200).start().join()
-        self.assertEqual(load.failures(), [])
-        self.assertError(self.get("/stats/"), 503)
-        st.start_redis()
+        try:
+            # While Redis is down: /stats/ 503 with the request id and
+            # Retry-After, /api/ 200 (hits held by the workers).
+            for i in range(5):
+                started = time.monotonic()
+                r = self.get("/stats/?limit=5")
+                took = time.monotonic() - started
+                with self.subTest(attempt=i):
+                    err = self.assertError(r, 503, "service_unavailable")
+                    self.assertEqual(r.headers.get("x-request-id"), err["request_id"])
+                    self.assertRegex(r.headers.get("retry-after", ""), r"^[1-9][0-9]*$")
+                    self.assertLess(took, REDIS_WAIT_BOUND_S)
+            load = self.load(lambda i: during, threads=4, count=200).start().join()
+            self.assertEqual(load.failures(), [])
+            self.assertLess(max(r[3] - r[2] for r in load.records), REDIS_WAIT_BOUND_S)
+        finally:
+            st.start_redis()
 
-        self.assertEqual(self.zscore(a), 300, "count read back from the AOF")
-        self.wait_for(lambda: self.zscore(during) == 200, 10, "the held hits written")
-        # total: + the 200 held hits + the one /stats/ request made while down
-        self.wait_for(lambda: self.redis_total() == total0 + 201, 5, "total_requests")
-        counts = self.counts()
-        self.assertEqual(counts[a], 300)
-        self.assertEqual(counts[during], 200)
-        time.sleep(0.5)
+        self.assertEqual(self.zscore(a), 300, "count read back from the append-only file")
+        wait_for(lambda: self.get("/stats/").status == 200, "/stats/ 200 after Redis is back")
+        self.wait_zscores({during: 200}, "the held hits written")
+        # Nobody restarted: the same master and the same workers.
+        self.assertIsNone(st.app.poll())
+        self.assertEqual(st.app.pid, master)
+        self.assertEqual(sorted(st.workers()), workers)
+        # Held hits written once, also after every write is acknowledged.
+        self.stop_app_barrier()
+        self.assertEqual(self.others_in_redis() - others0, 200)
         self.assertEqual(self.zscore(during), 200, "no batch applied twice")
-
-
-class MasterSigterm(FaultCase):
-    """SIGTERM to the master while requests arrive."""
-
-    def test_sigterm_under_load_every_answer_counted(self):
-        st = self.require_stack()
-        paths = ["/api/term/%d/" % k for k in range(8)]
-        self.settle()
-        before = self.counted(paths)
-        load = self.load(lambda i: paths[i % len(paths)], threads=8, count=20000).start()
-        time.sleep(1.0)
-        t = time.monotonic()
-        code = st.stop_app()
-        took = time.monotonic() - t
-        time.sleep(0.2)
-        load.stop()
-        load.join()
-        answered = load.ok_by_path()
-        counted = {p: self.zscore(p) - before[p] for p in paths}
-        errors = [r for r in load.records if r[5] is not None]
-        print("\n  SIGTERM: exit %s after %.2f s; %d answered 200, %d counted, %d other answers, "
-              "%d client errors" % (code, took, sum(answered.values()), sum(counted.values()),
-                                    len(load.failures()) - len(errors), len(errors)))
-        self.assertEqual(code, 0, "the master's exit status")
-        self.assertGreater(sum(answered.values()), 200)
-        self.assertEqual(errors, [], "client-side errors (nginx stays up)")
-        self.assertEqual(counted, {p: answered.get(p, 0) for p in paths},
-                         "every answered hit counted, nothing more")
-        st.start_app()
-        st.wait_ready()
 
 
 class WorkerSigkill(FaultCase):
@@ -355,69 +180,139 @@ class WorkerSigkill(FaultCase):
 
     The bound on the loss. A worker holds a hit from the moment it counts it
     (just before its answer is written) until Redis acknowledges the batch
-    that carries it. With Redis healthy, a batch is opened once the oldest
-    waiting hit is FLUSH_INTERVAL_MS old (the worker checks after each round
-    of at most 64 events) and acknowledged one round trip later. So what the
-    killed worker held are hits it answered in the last FLUSH_INTERVAL_MS +
-    one batch round trip + scheduling slack, W = FLUSH_INTERVAL_MS + 50 ms
-    here (the slack covers a 2-core machine busy with the load, and the
-    sanitizer build). The client cannot tell which worker answered, so the
-    bound counts every 200 answer that may have been produced in
-    [t_kill - W, t_kill]: requests sent before the kill and answered after
-    t_kill - W. The loss (answered - counted) must not exceed that, and must
-    not be negative beyond the requests in flight at the kill (nginx retries
-    a request whose kept connection broke, on another worker; had the dead
-    one already written that hit, it would count twice).
+    that carries it; docs/API.md section 1 promises that takes at most
+    100 ms. The client cannot tell which worker answered, so the bound
+    counts every 200 answer that may have been produced in [t_kill - W,
+    t_kill]: requests sent before the kill and answered after t_kill - W.
+    W is 1 s, ten times the promise, so that a busy machine cannot fail the
+    test while a worker that held hits until something else happened
+    (more traffic, a full batch) still would. The loss (answered - counted)
+    must not exceed that, and must not be negative beyond the requests in
+    flight at the kill (nginx retries a request whose kept connection
+    broke, on another worker; had the dead one already written that hit,
+    it would count twice).
     """
 
-    FLUSH_MS = 10
-    SLACK_MS = 50
+    W_S = 1.0
     THREADS = 8
-    app_env = {"FLUSH_INTERVAL_MS": str(FLUSH_MS)}
 
     def test_sigkill_worker_replaced_loss_bounded(self):
         st = self.require_stack()
-        workers = st.workers()
+        workers = sorted(st.workers())
         self.assertEqual(len(workers), 4, workers)
         victim = workers[0]
-        paths = ["/api/wkill/%d/" % k for k in range(8)]
-        self.settle()
-        before = self.counted(paths)
+        t = token()
+        paths = ["/api/wkill-%s/%d/" % (t, k) for k in range(8)]
         load = self.load(lambda i: paths[i % len(paths)], threads=self.THREADS,
-                         count=20000).start()
-        time.sleep(1.0)
-        t_kill = time.monotonic()
-        os.kill(victim, signal.SIGKILL)
-        time.sleep(1.0)
-        load.stop()
-        load.join()
+                         count=100000).start()
+        try:
+            load.wait_answered(300, "the load before the kill")
+            t_kill = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            # The service keeps answering while the worker is replaced.
+            load.wait_answered(300, "the load after the kill")
 
-        # replaced
-        self.wait_for(lambda: len(st.workers()) == 4 and victim not in st.workers(), 5,
-                      "a replacement worker")
+            def replaced():
+                now = sorted(st.workers())
+                return now if victim not in now and len(now) == len(workers) else None
+            now = wait_for(replaced, "a replacement for worker %d" % victim)
+        finally:
+            load.stop()
+            load.join()
         self.assertTrue(gone(victim))
+        new = set(now) - set(workers)
+        self.assertEqual(len(new), 1)
+        with open(st.app_log, "rb") as f:
+            log = f.read().decode("utf-8", "replace")
+        self.assertRegex(log, r"worker (\d+) \(pid %d\) killed by signal 9\b.*respawn" % victim)
+        self.assertRegex(log, r"worker \d+ started as pid %d\b" % new.pop())
+        self.assertIsNone(st.app.poll())
 
-        self.settle()
-        time.sleep(0.2)
+        # Counting is exact afterwards, the new worker included.
+        after = ["/api/wkill-%s/after/%d/" % (t, c) for c in range(8)]
+        statuses, errors = self.run_load([[("GET", p)] * 100 for p in after])
+        self.assertEqual(errors, [])
+        self.assertEqual({s for v in statuses.values() for s in v}, {200})
+        self.wait_zscores({p: 100 for p in after})
+
+        # The loss, once the surviving workers wrote everything they held.
+        self.stop_app_barrier()
         answered = load.ok_by_path()
-        counted = {p: self.zscore(p) - before[p] for p in paths}
+        counted = self.zscores(paths)
         n_answered, n_counted = sum(answered.values()), sum(counted.values())
         loss = n_answered - n_counted
-        w = (self.FLUSH_MS + self.SLACK_MS) / 1000.0
-        bound = sum(1 for r in load.ok() if r[2] <= t_kill and r[3] >= t_kill - w)
+        bound = sum(1 for r in load.ok() if r[2] <= t_kill and r[3] >= t_kill - self.W_S)
         in_flight = sum(1 for r in load.records if r[2] <= t_kill <= r[3])
         bad = load.failures()
-        rate = len(load.ok()) / (max(r[3] for r in load.records) - load.t0)
-        print("\n  worker SIGKILL: %d answered 200, %d counted, loss %d (bound %d, W %d ms, "
-              "%.0f req/s); %d non-200 answers/errors: %s"
-              % (n_answered, n_counted, loss, bound, w * 1000, rate, len(bad),
+        print("\n  worker SIGKILL: %d answered 200, %d counted, loss %d (bound %d, W %.0f ms); "
+              "%d non-200 answers/errors: %s"
+              % (n_answered, n_counted, loss, bound, self.W_S * 1000, len(bad),
                  sorted({str(r[4] or r[5]) for r in bad})))
         self.assertGreater(n_answered, 300)
         self.assertLessEqual(loss, bound, "loss beyond the hits the worker could hold")
         self.assertGreaterEqual(loss, -in_flight)
+
+
+class MasterSigterm(FaultCase):
+    """SIGTERM to the master while requests arrive."""
+
+    app_env = {"SHUTDOWN_TIMEOUT_MS": "4000"}
+
+    def test_sigterm_under_load_every_answer_written(self):
+        st = self.require_stack()
+        t = token()
+        workers = st.workers()
+
+        # A burst answered just before the signal: exact.
+        pre = ["/api/pre-%s/%d/" % (t, c) for c in range(8)]
+        statuses, errors = self.run_load([[("GET", p)] * 150 for p in pre])
+        self.assertEqual(errors, [])
+        self.assertEqual({s for v in statuses.values() for s in v}, {200})
+        self.wait_zscores({p: 150 for p in pre})
+        others0 = self.others_in_redis()
+
+        # Traffic that is still flowing when the signal arrives, and after.
+        paths = ["/api/during-%s/%d/" % (t, c) for c in range(8)]
+        load = self.load(lambda i: paths[i % len(paths)], threads=8, count=100000).start()
+        try:
+            load.wait_answered(200, "the load before SIGTERM")
+            code = st.stop_app(timeout=10)
+            load.wait_answered(20, "nginx's answers while the app is away")
+        finally:
+            load.stop()
+            load.join()
+        self.assertEqual(code, 0, "the master's exit status")
+        for pid in workers:
+            self.assertTrue(gone(pid), "worker %d outlived the master" % pid)
+
+        # Every answered hit was written, nothing more (read directly: the
+        # app is gone).
+        answered = load.ok_by_path()
+        counted = self.zscores(paths)
+        errors = [r for r in load.records if r[5] is not None]
+        print("\n  SIGTERM: %d answered 200, %d counted, %d other answers, %d client errors"
+              % (sum(answered.values()), sum(counted.values()), len(load.other_answers),
+                 len(errors)))
+        self.assertGreater(sum(answered.values()), 200)
+        self.assertEqual(errors, [], "client-side errors (nginx stays up)")
+        self.assertEqual(counted, {p: answered.get(p, 0) for p in paths},
+                         "every answered hit counted, nothing more")
+        self.assertEqual(self.zscores(pre), {p: 150 for p in pre})
+        self.assertEqual(self.others_in_redis() - others0, sum(answered.values()))
+
+        # While the app was going away nginx answered JSON errors only.
+        self.assertTrue(load.other_answers, "no answer after the app stopped")
+        for status, ctype, body in load.other_answers:
+            self.assertIn(status, (502, 503, 504), body[:200])
+            self.assertTrue((ctype or "").startswith("application/json"), (status, ctype, body))
+            err = json.loads(body.decode("utf-8"))["error"]
+            self.assertEqual(err["status"], status)
+            self.assertRegex(err["request_id"], HEX32)
+
         with open(st.app_log, "rb") as f:
             log = f.read().decode("utf-8", "replace")
-        self.assertIn("(pid %d) killed by signal 9" % victim, log)
+        self.assertNotRegex(log, r"they are lost|killing them")
+        self.assertTrue(re.search(r" master info stopped$", log, re.M), log[-2000:])
 
 
 class MasterSigkill(FaultCase):
@@ -429,25 +324,22 @@ class MasterSigkill(FaultCase):
         kids = st.children()
         roles = sorted(st.role_of(p) for p in kids)
         self.assertEqual(roles, ["runner"] + ["worker"] * 4)
-        self.settle()
-        before = self.zscore("/api/mkill/")
-        load = self.load(lambda i: "/api/mkill/", threads=4, count=20000).start()
+        path = "/api/mkill-%s/" % token()
+        load = self.load(lambda i: path, threads=4, count=100000).start()
         left = []
         try:
-            time.sleep(0.5)
+            load.wait_answered(200, "the load before the kill")
             os.kill(master, signal.SIGKILL)
-            t = time.monotonic()
-            st.app.wait(5)
+            st.app.wait(10)
             try:
-                self.wait_for(lambda: all(gone(p) for p in kids), 5, "the children to exit")
+                wait_for(lambda: all(gone(p) for p in kids), "the children to exit")
             finally:
                 left = [p for p in kids if not gone(p)]
-            took = time.monotonic() - t
             load.stop()
             load.join()
-            counted = self.zscore("/api/mkill/") - before
-            print("\n  master SIGKILL: %d children exited %.2f s later; %d answered 200, "
-                  "%d counted" % (len(kids), took, len(load.ok()), counted))
+            counted = self.zscore(path)
+            print("\n  master SIGKILL: %d children exited; %d answered 200, %d counted"
+                  % (len(kids), len(load.ok()), counted))
             # nothing serves any more: nginx answers 502 JSON
             self.assertError(self.get("/api/mkill/after/"), 502)
             # the children stopped the graceful way (SIGTERM from the kernel on
@@ -462,7 +354,7 @@ class MasterSigkill(FaultCase):
                     pass
             if os.path.exists(st.sock):
                 os.unlink(st.sock)  # stale: its owner is dead
-            st.start_app()
+            st.start_app()          # the class's teardown stops it gracefully
             st.wait_ready()
 
 
@@ -471,42 +363,41 @@ class NginxReload(FaultCase):
 
     def test_reload_under_load_no_errors(self):
         st = self.require_stack()
-        paths = ["/api/reload/%d/" % k for k in range(8)]
-        self.settle()
-        before = self.counted(paths)
-        nginx_workers = set(st.children(st.nginx.pid))
-        load = self.load(lambda i: paths[i % len(paths)], threads=8, count=20000,
+        t = token()
+        paths = ["/api/reload-%s/%d/" % (t, k) for k in range(8)]
+        first_workers = set(st.children(st.nginx.pid))
+        load = self.load(lambda i: paths[i % len(paths)], threads=8, count=100000,
                          retry_idle=True).start()
-        for _ in range(2):
-            time.sleep(1.0)
-            os.kill(st.nginx.pid, signal.SIGHUP)
-        time.sleep(1.0)
-        load.stop()
-        load.join()
-        self.settle()
+        try:
+            for n in range(2):
+                load.wait_answered(300, "the load before reload %d" % (n + 1))
+                old = set(st.children(st.nginx.pid))
+                os.kill(st.nginx.pid, signal.SIGHUP)
+                # the reload happened: nginx runs other worker processes now
+                wait_for(lambda: set(st.children(st.nginx.pid)) - old,
+                         "new nginx workers after reload %d" % (n + 1))
+            load.wait_answered(300, "the load after the reloads")
+        finally:
+            load.stop()
+            load.join()
         answered = load.ok_by_path()
-        counted = {p: self.zscore(p) - before[p] for p in paths}
         bad = load.failures()
         print("\n  nginx reload: %d answered 200, %d non-200/errors, %d idle-connection retries"
               % (len(load.ok()), len(bad), load.idle_retries))
-        # the reload happened: nginx runs other worker processes now
-        self.assertTrue(set(st.children(st.nginx.pid)) - nginx_workers, "new nginx workers")
-        self.assertGreater(len(load.ok()), 300)
+        self.assertGreater(len(load.ok()), 900)
         self.assertEqual(bad, [], "non-200 answers or errors during reload")
-        self.assertEqual(counted, {p: answered.get(p, 0) for p in paths})
+        self.wait_zscores({p: answered.get(p, 0) for p in paths})
         # The old nginx workers closed their kept FastCGI connections on
-        # the way out: every app worker must have let go of them too.
-        self.wait_for(lambda: not (set(st.children(st.nginx.pid)) & nginx_workers), 10,
-                      "the old nginx workers to exit")
-        deadline = time.monotonic() + 3
-        while True:
-            held = st.fastcgi_connections()  # needs ss (iproute2) to tell dead ones
-            if all(c["dead"] == 0 for c in held.values()):
-                break
-            if time.monotonic() > deadline:
-                self.fail("workers still hold FastCGI connections nginx closed "
-                          "(per worker pid): %s" % held)
-            time.sleep(0.05)
+        # the way out: every app worker must let go of them too.
+        wait_for(lambda: not (set(st.children(st.nginx.pid)) & first_workers),
+                 "the old nginx workers to exit")
+        held = {}
+
+        def released():
+            held.clear()
+            held.update(st.fastcgi_connections())  # needs ss (iproute2) to tell dead ones
+            return all(c["dead"] == 0 for c in held.values())
+        wait_for(released, "the workers to let go of FastCGI connections nginx closed")
         self.assertGreater(sum(c["conns"] for c in held.values()), 0, held)
 
 
@@ -515,6 +406,10 @@ class IdlePeer(FaultCase):
 
     app_env = {"WORKERS": "1"}
     PEERS = 4
+    # A worker held by an idle peer would answer only after the peer's I/O
+    # timeout (CONN_IO_TIMEOUT_S in worker.c, 10 s); the answer comes in
+    # milliseconds. The client's timeout sits far above that, below 10 s.
+    CLIENT_TIMEOUT_S = 5
 
     def test_idle_connections_do_not_hold_the_worker(self):
         st = self.require_stack()
@@ -524,19 +419,18 @@ class IdlePeer(FaultCase):
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.connect(st.sock)
                 peers.append(s)
-            worker = st.children()[0] if st.role_of(st.children()[0]) == "worker" \
-                else st.children()[1]
-            self.wait_for(lambda: st.fastcgi_connections()[worker]["dead"] == self.PEERS, 3,
-                          "the worker to accept the idle peers")
-            # The one worker holds them all and still answers nginx at once.
+            worker = st.workers()[0]
+            wait_for(lambda: st.fastcgi_connections()[worker]["dead"] == self.PEERS,
+                     "the worker to accept the idle peers")
+            # The one worker holds them all and still answers nginx.
             for k in range(20):
-                r = self.get("/api/idle-peer/%d/" % k, timeout=3)
+                r = self.get("/api/idle-peer/%d/" % k, timeout=self.CLIENT_TIMEOUT_S)
                 self.assertEqual(r.status, 200, r)
         finally:
             for s in peers:
                 s.close()
-        self.wait_for(lambda: st.fastcgi_connections()[worker]["dead"] == 0, 3,
-                      "the worker to let go of the closed peers")
+        wait_for(lambda: st.fastcgi_connections()[worker]["dead"] == 0,
+                 "the worker to let go of the closed peers")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Test runs: POST /test/{n}/, GET /test/runs/{id}/, GET /test/runs/ (API.md 4, 5; issue 3).
+"""Test runs: POST /test/{n}/, GET /test/runs/{id}/, GET /test/runs/ (docs/API.md sections 4, 5).
 
 Every class that changes the configuration or disturbs the processes has a
 stack of its own, so no test sees another's runs or traffic:
@@ -16,7 +16,7 @@ stack of its own, so no test sees another's runs or traffic:
   RunsDisabled       TEST_ENABLED=0: every test endpoint answers 403
 
 Local helpers (not in support.py): poll_run() waits for a run's record with
-a deadline; check_record() checks every API.md 5 field and its JSON type;
+a deadline; check_record() checks every docs/API.md section 5 field and its JSON type;
 runner_pid() finds the runner among the master's children.
 """
 
@@ -27,13 +27,13 @@ import signal
 import time
 import unittest
 
-from support import StackTestCase
+from support import StackTestCase, wait_for
 
 import stack as stackmod
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-STATUSES = ("queued", "running", "done", "failed")
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
 RECORD_FIELDS = ("id", "requests", "status", "sent", "succeeded", "failed", "pool",
                  "created_at", "started_at", "finished_at", "elapsed_seconds",
                  "requests_per_second")
@@ -94,7 +94,7 @@ class RunTestCase(StackTestCase):
             time.sleep(interval)
 
     def check_record(self, rec, run_id=None, n=None):
-        """Every API.md 5 field with its JSON type and the invariants between them."""
+        """Every docs/API.md section 5 field with its JSON type and the invariants between them."""
         for field in RECORD_FIELDS:
             self.assertIn(field, rec, rec)
         if run_id is not None:
@@ -154,7 +154,7 @@ class RunTestCase(StackTestCase):
 
 
 def url_rule(pool):
-    """The API.md 4 rule for one run's URLs: /api/ then 1..6 pool segments, each with '/'."""
+    """The docs/API.md section 4 rule for one run's URLs: /api/ then 1..6 pool segments, each with '/'."""
     alt = "|".join(re.escape(s) for s in pool)
     return re.compile(r"^/api/((?:%s)/){1,6}$" % alt)
 
@@ -184,8 +184,10 @@ class Runs(RunTestCase):
         # rate == completed / elapsed, up to the rounding of both numbers
         expect = 40 / rec["elapsed_seconds"]
         self.assertLess(abs(rec["requests_per_second"] - expect), 0.05 * expect + 0.2, rec)
-        # a finished record does not change any more
-        time.sleep(0.3)
+        # A finished record does not change any more: the runner takes runs
+        # one at a time, so once a later run is done it has long left this one.
+        later = self.start_run(1)
+        self.poll_run(later, lambda r: r["status"] in ("done", "failed"), 30)
         self.assertEqual(self.get_run(run_id), rec)
 
     def test_bad_n_is_400_naming_the_range(self):
@@ -222,11 +224,12 @@ class Runs(RunTestCase):
                 self.assertError(r, 405, "method_not_allowed")
         self.check_all(("GET", "HEAD", "PUT", "DELETE", "PATCH"), check_method)
 
-        def check_path(path):
+        def check_path(path, allow):
             r = self.post(path)
             self.assertError(r, 405, "method_not_allowed")
-            self.assertEqual(r.headers.get("allow"), "GET, HEAD", r.header_list)
-        self.check_all(("/test/runs/", "/test/runs/0123456789abcdef/"), check_path)
+            self.assertEqual(r.headers.get("allow"), allow, r.header_list)
+        check_path("/test/runs/", "GET, HEAD")
+        check_path("/test/runs/0123456789abcdef/", "GET, HEAD, DELETE")
 
     def test_unknown_run_404(self):
         ids = ["0123456789abcdef", "ffffffffffffffff",        # well-formed, never issued
@@ -238,7 +241,6 @@ class Runs(RunTestCase):
 
     def test_list_newest_first(self):
         a = self.start_run(3)
-        time.sleep(0.01)
         b = self.start_run(4)
         body = self.assertJson(self.get("/test/runs/"), 200)
         runs = body["runs"]
@@ -267,20 +269,18 @@ class RunCounting(RunTestCase):
         """The access log's lines of test-run requests, once there are n
         (nginx flushes its log buffer every second)."""
         lines = []
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
+
+        def logged():
             with open(self.require_stack().access_log, encoding="utf-8",
                       errors="replace") as f:
-                lines = [ln for ln in f if ln.rstrip().endswith('"reqstats-testrun/1"')]
-            if len(lines) >= n:
-                break
-            time.sleep(0.2)
+                lines[:] = [ln for ln in f if ln.rstrip().endswith('"reqstats-testrun/1"')]
+            return len(lines) >= n
+        wait_for(logged, "%d test-run lines in nginx's access log" % n)
         return lines
 
     def test_500_hits_counted_exactly(self):
-        self.settle()
-        before = self.counts()          # one /stats/ read, counted, not in `before`
-        stats_reads = 1
+        before = self.counts()
+        others0 = self.report_snapshot()["others"]
         run_id = self.start_run(500)
         rec, polls = self.poll_run(run_id, lambda r: r["status"] in ("done", "failed"), 60)
         self.check_record(rec, run_id, 500)
@@ -292,14 +292,14 @@ class RunCounting(RunTestCase):
         for s in pool:
             self.assertRegex(s, r"^[A-Za-z0-9._~-]+$", "pool string must be path-safe")
 
-        self.settle()
+        # The run's 500 and our own requests outside /stats/ (the POST and
+        # the polls of the record), all counted (support.py's header).
+        self.wait_others(others0 + 500 + 1 + polls)
         after = self.counts()
         diff = {u: after.get(u, 0) - before.get(u, 0) for u in set(after) | set(before)}
-        diff = {u: d for u, d in diff.items() if d != 0}
+        diff = {u: d for u, d in diff.items() if d != 0 and u != "/stats/"}
 
-        # Our own requests between the two reads, all counted too.
-        mine = {"/stats/": stats_reads, "/test/500/": 1,
-                "/test/runs/%s/" % run_id: polls}
+        mine = {"/test/500/": 1, "/test/runs/%s/" % run_id: polls}
         for u, d in mine.items():
             self.assertEqual(diff.pop(u, 0), d, "own requests on %s" % u)
 
@@ -316,8 +316,10 @@ class RunCounting(RunTestCase):
         used = {seg for u in diff for seg in u.split("/")[2:-1]}
         self.assertEqual(used, set(pool), "every pool string used, no other")
 
-        # total_requests agrees with the per-URL counts
-        self.assertEqual(sum(after.values()), self.total())
+        # total_requests agrees with the per-URL counts (one page: one snapshot)
+        page = self.stats(limit=10000)
+        self.assertIsNone(page["next"], "precondition: the report fits on one page")
+        self.assertEqual(sum(u["count"] for u in page["urls"]), page["total_requests"])
 
         # All 500 went through nginx, over the transport configured.
         lines = self.run_access_lines(500)
@@ -364,15 +366,15 @@ class RunsRefusedTarget(RunTestCase):
 
     def test_refused_target_ends_with_failures(self):
         n = 200
-        t0 = time.monotonic()
         run_id = self.start_run(n)
-        rec, _ = self.poll_run(run_id, lambda r: r["status"] in ("done", "failed"), 20)
+        rec, _ = self.poll_run(run_id, lambda r: r["status"] in ("done", "failed"), 30)
         self.check_record(rec, run_id, n)
-        self.assertIn(rec["status"], ("done", "failed"), rec)
+        # docs/API.md section 5: a run is done when all n requests have
+        # completed (succeeded + failed == requests), failed ones included.
+        self.assertEqual(rec["status"], "done", rec)
         self.assertEqual(rec["failed"], n, rec)
         self.assertEqual(rec["succeeded"], 0, rec)
         self.assertEqual(rec["sent"], n, rec)
-        self.assertLess(time.monotonic() - t0, 20)
 
 
 class RunsStoppedMidRun(RunTestCase):
@@ -399,7 +401,11 @@ class RunsStoppedMidRun(RunTestCase):
 
 
 class RunsRunnerKilled(RunTestCase):
-    """SIGKILL to the runner mid-run: the sweep marks the run failed within ~10 s."""
+    """SIGKILL to the runner mid-run: the sweep marks the run failed.
+
+    The respawned runner sweeps every second and fails a running run whose
+    heartbeat is 5 s old (SWEEP_MS, STALE_MS in runner.c), so about 5-6 s;
+    the deadline is far above that and only catches a run left running."""
 
     app_env = {"TEST_CONCURRENCY": "8"}
 
@@ -410,19 +416,17 @@ class RunsRunnerKilled(RunTestCase):
         pid = self.runner_pid()
         os.kill(pid, signal.SIGKILL)
         t0 = time.monotonic()
-        rec, _ = self.poll_run(run_id, lambda r: r["status"] != "running", 12, interval=0.25)
-        took = time.monotonic() - t0
-        print("\n  runner SIGKILL: run marked %s after %.1f s" % (rec["status"], took))
-        self.assertLess(took, 10.5)
+        rec, _ = self.poll_run(run_id, lambda r: r["status"] != "running", 30, interval=0.25)
+        print("\n  runner SIGKILL: run marked %s after %.1f s"
+              % (rec["status"], time.monotonic() - t0))
         self.check_record(rec, run_id, 100000)
         self.assertEqual(rec["status"], "failed", rec)
         self.assertIsInstance(rec.get("error"), str, rec)
         self.assertTrue(rec["error"], rec)
         # the master respawned the runner
         st = self.stack
-        stackmod.wait_until(
-            lambda: any(p != pid and st.role_of(p) == "runner" for p in st.children()), 5,
-            "a respawned runner")
+        wait_for(lambda: any(p != pid and st.role_of(p) == "runner" for p in st.children()),
+                 "a respawned runner")
         self.assertNotEqual(self.runner_pid(), pid)
 
 

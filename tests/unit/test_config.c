@@ -32,6 +32,7 @@ static const char *const known[] = {
     "FLUSH_INTERVAL_MS",    "FLUSH_BATCH_PATHS",
     "HIT_BUFFER_BYTES",     "STATS_DEFAULT_LIMIT",
     "STATS_MAX_LIMIT",      "STATS_CACHE_MS",
+    "HISTORY_ENABLED",      "ADMIN_TOKEN",
     "TEST_ENABLED",         "TEST_TOKEN",
     "TEST_TARGET_URL",      "TEST_TARGET_SOCKET",
     "TEST_MAX_REQUESTS",    "TEST_MAX_ACTIVE",
@@ -411,6 +412,13 @@ static void test_strings(void **state)
     expect_ok("TEST_TOKEN", "correct horse battery", &cfg);
     assert_string_equal(cfg.test_token, "correct horse battery");
     expect_bad("TEST_TOKEN", "line\nbreak");
+
+    expect_ok("ADMIN_TOKEN", "reset me", &cfg);
+    assert_string_equal(cfg.admin_token, "reset me");
+    expect_bad("ADMIN_TOKEN", "tab\there");
+    expect_ok("HISTORY_ENABLED", "0", &cfg);
+    assert_int_equal(cfg.history_enabled, 0);
+    expect_bad("HISTORY_ENABLED", "2");
 }
 
 /* A bad secret is reported by name without its value. */

@@ -349,6 +349,69 @@ static void test_many_paths_accounting(void **state)
     hitbuf_free(hb);
 }
 
+/* History interval tallies travel with the next batch, oldest first; a
+ * clock that steps back tallies in the newest interval; dropped hits are
+ * not tallied; interval -1 tallies nothing. */
+static void test_interval_tallies(void **state)
+{
+    struct hitbuf *hb = hitbuf_new(BIG);
+    const struct hitbatch *b;
+
+    (void)state;
+    assert_int_equal(hitbuf_add_at(hb, "/api/a/", 1, 100), 0);
+    assert_int_equal(hitbuf_add_at(hb, "/api/b/", 2, 100), 0);
+    assert_int_equal(hitbuf_add_at(hb, "/api/a/", 3, 102), 0);
+    assert_int_equal(hitbuf_add_at(hb, "/api/a/", 4, 101), 0); /* stepped back */
+    assert_int_equal(hitbuf_add_at(hb, "/api/c/", 5, -1), 0);  /* no history */
+    b = hitbuf_batch_open(hb, 1);                              /* one path only */
+    assert_non_null(b);
+    assert_int_equal(b->n, 1);
+    assert_int_equal(b->nintervals, 2);
+    assert_int_equal(b->intervals[0].interval, 100);
+    assert_int_equal(b->intervals[0].count, 3);
+    assert_int_equal(b->intervals[1].interval, 102);
+    assert_int_equal(b->intervals[1].count, 7);
+    /* Immutable while open: new tallies wait for the next batch. */
+    assert_int_equal(hitbuf_add_at(hb, "/api/a/", 1, 103), 0);
+    assert_int_equal(b->nintervals, 2);
+    hitbuf_batch_close(hb);
+    b = hitbuf_batch_open(hb, 10);
+    assert_non_null(b);
+    assert_int_equal(b->nintervals, 1);
+    assert_int_equal(b->intervals[0].interval, 103);
+    assert_int_equal(b->intervals[0].count, 1);
+    hitbuf_batch_close(hb);
+    hitbuf_free(hb);
+
+    /* A full buffer drops the hit and tallies nothing. */
+    hb = hitbuf_new(1);
+    assert_int_equal(hitbuf_add_at(hb, "/api/x/", 1, 5), -1);
+    b = hitbuf_batch_open(hb, 10);
+    assert_non_null(b);
+    assert_int_equal(b->nintervals, 0);
+    assert_int_equal(b->dropped, 1);
+    hitbuf_free(hb);
+}
+
+/* At most HITBUF_INTERVALS_MAX tallies: the oldest are forgotten. */
+static void test_interval_bound(void **state)
+{
+    struct hitbuf *hb = hitbuf_new(BIG);
+    const struct hitbatch *b;
+
+    (void)state;
+    for (int64_t i = 0; i < HITBUF_INTERVALS_MAX + 10; i++) {
+        assert_int_equal(hitbuf_add_at(hb, "/api/x/", 1, i), 0);
+    }
+    b = hitbuf_batch_open(hb, 10);
+    assert_non_null(b);
+    assert_int_equal(b->nintervals, HITBUF_INTERVALS_MAX);
+    assert_int_equal(b->intervals[0].interval, 10);
+    assert_int_equal(b->intervals[HITBUF_INTERVALS_MAX - 1].interval, HITBUF_INTERVALS_MAX + 9);
+    assert_int_equal(b->hits, HITBUF_INTERVALS_MAX + 10); /* every hit still counted */
+    hitbuf_free(hb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -361,6 +424,8 @@ int main(void)
         cmocka_unit_test(test_byte_bound_exact),
         cmocka_unit_test(test_batch_of_dropped_only),
         cmocka_unit_test(test_many_paths_accounting),
+        cmocka_unit_test(test_interval_tallies),
+        cmocka_unit_test(test_interval_bound),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

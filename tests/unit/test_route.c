@@ -32,6 +32,12 @@ static const struct route_case cases[] = {
     {"/stats/", ROUTE_STATS, NULL},
     {"/stats", ROUTE_SLASH, NULL},
     {"/stats/x/", ROUTE_NOT_FOUND, NULL},
+    {"/stats/history/", ROUTE_HISTORY, NULL},
+    {"/stats/history", ROUTE_SLASH, NULL},
+    {"/stats/history/x/", ROUTE_NOT_FOUND, NULL},
+    {"/metrics", ROUTE_METRICS, NULL},
+    {"/metrics/", ROUTE_NOT_FOUND, NULL},
+    {"/metricsx", ROUTE_NOT_FOUND, NULL},
     {"/stats/x", ROUTE_NOT_FOUND, NULL},
     {"/statsx/", ROUTE_NOT_FOUND, NULL},
     {"/test/5/", ROUTE_TEST_START, "5"},
@@ -100,16 +106,19 @@ static void test_uses_len(void **state)
     assert_memory_equal(r.arg, "5", 1);
 }
 
-static const enum route_id all_ids[] = {ROUTE_NOT_FOUND,  ROUTE_API,      ROUTE_STATS, ROUTE_SLASH,
-                                        ROUTE_TEST_START, ROUTE_RUN_LIST, ROUTE_RUN};
+static const enum route_id all_ids[] = {ROUTE_NOT_FOUND, ROUTE_API,        ROUTE_STATS,
+                                        ROUTE_SLASH,     ROUTE_TEST_START, ROUTE_RUN_LIST,
+                                        ROUTE_RUN,       ROUTE_HISTORY,    ROUTE_METRICS};
 
 static void test_allow(void **state)
 {
     (void)state;
     assert_string_equal(route_allow(ROUTE_API), "GET, HEAD");
-    assert_string_equal(route_allow(ROUTE_STATS), "GET, HEAD");
+    assert_string_equal(route_allow(ROUTE_STATS), "GET, HEAD, DELETE");
     assert_string_equal(route_allow(ROUTE_RUN_LIST), "GET, HEAD");
-    assert_string_equal(route_allow(ROUTE_RUN), "GET, HEAD");
+    assert_string_equal(route_allow(ROUTE_RUN), "GET, HEAD, DELETE");
+    assert_string_equal(route_allow(ROUTE_HISTORY), "GET, HEAD");
+    assert_string_equal(route_allow(ROUTE_METRICS), "GET, HEAD");
     assert_string_equal(route_allow(ROUTE_TEST_START), "POST");
     assert_null(route_allow(ROUTE_NOT_FOUND));
     assert_null(route_allow(ROUTE_SLASH));
@@ -129,6 +138,9 @@ static void test_method_ok(void **state)
     assert_true(route_method_ok(ROUTE_STATS, "GET"));
     assert_true(route_method_ok(ROUTE_STATS, "HEAD"));
     assert_false(route_method_ok(ROUTE_STATS, "POST"));
+    assert_true(route_method_ok(ROUTE_STATS, "DELETE"));
+    assert_false(route_method_ok(ROUTE_HISTORY, "DELETE"));
+    assert_false(route_method_ok(ROUTE_METRICS, "POST"));
     assert_true(route_method_ok(ROUTE_TEST_START, "POST"));
     assert_false(route_method_ok(ROUTE_TEST_START, "GET"));
     assert_false(route_method_ok(ROUTE_TEST_START, "HEAD"));
@@ -136,7 +148,8 @@ static void test_method_ok(void **state)
     assert_true(route_method_ok(ROUTE_RUN_LIST, "HEAD"));
     assert_false(route_method_ok(ROUTE_RUN_LIST, "POST"));
     assert_true(route_method_ok(ROUTE_RUN, "HEAD"));
-    assert_false(route_method_ok(ROUTE_RUN, "DELETE"));
+    assert_true(route_method_ok(ROUTE_RUN, "DELETE"));
+    assert_false(route_method_ok(ROUTE_RUN_LIST, "DELETE"));
     /* 404 and 308 answer whatever the method. */
     assert_true(route_method_ok(ROUTE_NOT_FOUND, "BREW"));
     assert_true(route_method_ok(ROUTE_SLASH, "POST"));

@@ -25,11 +25,13 @@
 
 static void test_status_round_trip(void **state)
 {
-    static const char *const names[] = {"queued", "running", "done", "failed"};
-    static const enum run_status all[] = {RUN_QUEUED, RUN_RUNNING, RUN_DONE, RUN_FAILED};
+    static const char *const names[] = {"queued", "running", "done", "failed", "cancelled"};
+    static const enum run_status all[] = {RUN_QUEUED, RUN_RUNNING, RUN_DONE, RUN_FAILED,
+                                          RUN_CANCELLED};
 
     (void)state;
-    for (size_t i = 0; i < 4; i++) {
+    assert_int_equal(RUN_STATUSES, 5);
+    for (size_t i = 0; i < 5; i++) {
         enum run_status s = RUN_FAILED;
 
         assert_string_equal(run_status_name(all[i]), names[i]);
@@ -42,8 +44,8 @@ static void test_status_round_trip(void **state)
 
 static void test_status_unknown(void **state)
 {
-    static const char *const bad[] = {"",    "Queued",   "RUNNING",   "done ",  " done",
-                                      "don", "finished", "cancelled", "failedx"};
+    static const char *const bad[] = {"",    "Queued",   "RUNNING",  "done ",  " done",
+                                      "don", "finished", "canceled", "failedx"};
 
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -1,7 +1,9 @@
 /* test_statcache.c -- unit tests for statcache.c
  *
  * Hits only within the TTL and only for the same (offset, limit); a page
- * never goes back in time (an older read does not replace a newer one);
+ * never goes back (pages are ordered by their version, the counts they
+ * show, not by when their reads began; an older read is answered with the
+ * newer cached page; versions restart after a reset and the floor wins);
  * bodies larger than a slot are not kept; the slot read longest ago is the
  * one replaced; what one process puts another (forked) one gets; and a
  * process that dies holding the lock leaves an empty, working cache, not a
@@ -51,9 +53,33 @@ static int get(struct statcache *sc, long long off, long long lim, int64_t now, 
     return hit;
 }
 
+/* statcache_put() of body, read at `at` with version v: returns what it
+ * returns, and the body the worker would serve in out (if not NULL). */
+static int offer(struct statcache *sc, long long off, long long lim, int64_t at, long long v,
+                 const char *body, char *out, size_t size)
+{
+    char storage[16]; /* small: a larger body moves to the heap */
+    struct jsonbuf jb;
+    int newer;
+
+    jsonbuf_init(&jb, storage, sizeof(storage));
+    jsonbuf_raw(&jb, body, strlen(body));
+    newer = statcache_put(sc, off, lim, at, v, &jb);
+    assert_false(jsonbuf_failed(&jb));
+    if (out != NULL) {
+        assert_true(jb.len < size);
+        memcpy(out, jb.data, jb.len);
+        out[jb.len] = '\0';
+    }
+    jsonbuf_free(&jb);
+    return newer;
+}
+
+/* A put of a page with the same version as any other (0): only the read
+ * times matter. */
 static void put(struct statcache *sc, long long off, long long lim, int64_t at, const char *body)
 {
-    statcache_put(sc, off, lim, at, body, strlen(body));
+    (void)offer(sc, off, lim, at, 0, body, NULL, 0);
 }
 
 static void test_disabled(void **state)
@@ -87,22 +113,93 @@ static void test_ttl_and_key(void **state)
     statcache_free(sc);
 }
 
+/* Pages are ordered by version, not by when their reads began: A stamps
+ * its read first but reaches Redis after B, so A's page is the newer. */
 static void test_never_back_in_time(void **state)
 {
     struct statcache *sc = statcache_new(TTL, 4, 1024);
     char out[64];
 
     (void)state;
-    put(sc, 0, 10, 2000, "new");
-    put(sc, 0, 10, 1990, "old"); /* a read that began earlier, finished later */
-    assert_int_equal(get(sc, 0, 10, 2001, out, sizeof(out)), 1);
-    assert_string_equal(out, "new");
-    put(sc, 0, 10, 2000, "same ms"); /* not later: kept out */
-    assert_int_equal(get(sc, 0, 10, 2001, out, sizeof(out)), 1);
-    assert_string_equal(out, "new");
-    put(sc, 0, 10, 2010, "newer");
+    assert_non_null(sc);
+    assert_int_equal(offer(sc, 0, 10, 1005, 50, "B v50", out, sizeof(out)), 0);
+    assert_string_equal(out, "B v50");
+    assert_int_equal(offer(sc, 0, 10, 1000, 60, "A v60", out, sizeof(out)), 0);
+    assert_string_equal(out, "A v60");
+    assert_int_equal(get(sc, 0, 10, 1010, out, sizeof(out)), 1);
+    assert_string_equal(out, "A v60");
+    /* A's data is newer than B's read, so it was current after 1005: it
+     * keeps B's stamp for the TTL. */
+    assert_int_equal(get(sc, 0, 10, 1005 + TTL - 1, out, sizeof(out)), 1);
+    assert_string_equal(out, "A v60");
+    /* A fresh read older than the cached page answers with the page. */
+    assert_int_equal(offer(sc, 0, 10, 1012, 55, "C v55", out, sizeof(out)), 1);
+    assert_string_equal(out, "A v60");
+    assert_int_equal(get(sc, 0, 10, 1013, out, sizeof(out)), 1);
+    assert_string_equal(out, "A v60");
+    /* The same version replaces it. */
+    assert_int_equal(offer(sc, 0, 10, 1011, 60, "D v60", out, sizeof(out)), 0);
+    assert_string_equal(out, "D v60");
+    assert_int_equal(get(sc, 0, 10, 1013, out, sizeof(out)), 1);
+    assert_string_equal(out, "D v60");
+    /* Expired, it is not served, but an older read still answers with it. */
+    assert_int_equal(get(sc, 0, 10, 1100, out, sizeof(out)), 0);
+    assert_int_equal(offer(sc, 0, 10, 1100, 40, "E v40", out, sizeof(out)), 1);
+    assert_string_equal(out, "D v60");
+    assert_int_equal(offer(sc, 0, 10, 1100, 70, "F v70", out, sizeof(out)), 0);
+    assert_string_equal(out, "F v70");
+    assert_int_equal(get(sc, 0, 10, 1101, out, sizeof(out)), 1);
+    assert_string_equal(out, "F v70");
+    statcache_free(sc);
+}
+
+/* The version is the whole state's: a late, older read of a page whose
+ * slot was evicted meanwhile is answered but not kept. */
+static void test_older_than_newest_not_kept(void **state)
+{
+    struct statcache *sc = statcache_new(TTL, 1, 64);
+    char out[64];
+
+    (void)state;
+    assert_non_null(sc);
+    assert_int_equal(offer(sc, 0, 10, 1000, 100, "p1 v100", out, sizeof(out)), 0);
+    assert_int_equal(offer(sc, 0, 20, 1001, 100, "p2 v100", out, sizeof(out)), 0);
+    assert_int_equal(get(sc, 0, 10, 1002, out, sizeof(out)), 0); /* evicted */
+    assert_int_equal(offer(sc, 0, 10, 999, 90, "p1 v90", out, sizeof(out)), 0);
+    assert_string_equal(out, "p1 v90");
+    assert_int_equal(get(sc, 0, 10, 1002, out, sizeof(out)), 0);
+    assert_int_equal(get(sc, 0, 20, 1002, out, sizeof(out)), 1);
+    assert_string_equal(out, "p2 v100");
+    statcache_free(sc);
+}
+
+/* After a reset versions start again from 0: the floor wins over them. */
+static void test_reset_versions(void **state)
+{
+    struct statcache *sc = statcache_new(TTL, 4, 64);
+    char out[64];
+
+    (void)state;
+    assert_non_null(sc);
+    assert_int_equal(offer(sc, 0, 10, 2000, 500, "before v500", out, sizeof(out)), 0);
+    statcache_invalidate(sc, 2010);
+    /* The page from before the reset is neither served nor preferred. */
+    assert_int_equal(offer(sc, 0, 10, 2010, 3, "after v3", out, sizeof(out)), 0);
+    assert_string_equal(out, "after v3");
     assert_int_equal(get(sc, 0, 10, 2011, out, sizeof(out)), 1);
-    assert_string_equal(out, "newer");
+    assert_string_equal(out, "after v3");
+    /* A read begun before the floor: never kept; answered with the cached
+     * page when that one is newer (it was read after the reset). */
+    assert_int_equal(offer(sc, 0, 10, 2005, 600, "racing v600", out, sizeof(out)), 0);
+    assert_string_equal(out, "racing v600");
+    assert_int_equal(offer(sc, 0, 10, 2005, 2, "racing v2", out, sizeof(out)), 1);
+    assert_string_equal(out, "after v3");
+    assert_int_equal(get(sc, 0, 10, 2012, out, sizeof(out)), 1);
+    assert_string_equal(out, "after v3");
+    /* The newest version from before the floor does not block later pages. */
+    assert_int_equal(offer(sc, 0, 20, 2012, 4, "other v4", out, sizeof(out)), 0);
+    assert_int_equal(get(sc, 0, 20, 2013, out, sizeof(out)), 1);
+    assert_string_equal(out, "other v4");
     statcache_free(sc);
 }
 
@@ -249,12 +346,56 @@ static void test_holder_stuck(void **state)
 
 #define T(f) cmocka_unit_test(f)
 
+/* After statcache_invalidate(floor) no body read before floor is served
+ * or kept, in this process or a child; later reads are cached again. */
+static void test_invalidate(void **state)
+{
+    struct statcache *sc = statcache_new(TTL, 4, 1024);
+    char out[64];
+    pid_t pid;
+    int status;
+
+    (void)state;
+    assert_non_null(sc);
+    put(sc, 0, 10, 1000, "before");
+    put(sc, 5, 10, 1003, "before too");
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        statcache_invalidate(sc, 1005); /* in another process, as a worker does */
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(get(sc, 0, 10, 1006, out, sizeof(out)), 0);
+    assert_int_equal(get(sc, 5, 10, 1006, out, sizeof(out)), 0);
+    put(sc, 0, 10, 1004, "read before, put after"); /* refused */
+    assert_int_equal(get(sc, 0, 10, 1006, out, sizeof(out)), 0);
+    put(sc, 0, 10, 1005, "after");
+    assert_int_equal(get(sc, 0, 10, 1006, out, sizeof(out)), 1);
+    assert_string_equal(out, "after");
+    statcache_invalidate(sc, 900); /* the floor never goes down */
+    put(sc, 5, 10, 1001, "old");
+    assert_int_equal(get(sc, 5, 10, 1006, out, sizeof(out)), 0);
+    statcache_invalidate(NULL, 1); /* no-op */
+    statcache_free(sc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_disabled),           T(test_ttl_and_key),     T(test_never_back_in_time),
-        T(test_too_large_not_kept), T(test_replaces_oldest), T(test_large_body),
-        T(test_shared_across_fork), T(test_holder_died),     T(test_holder_stuck),
+        T(test_disabled),
+        T(test_ttl_and_key),
+        T(test_never_back_in_time),
+        T(test_too_large_not_kept),
+        T(test_replaces_oldest),
+        T(test_large_body),
+        T(test_shared_across_fork),
+        T(test_holder_died),
+        T(test_holder_stuck),
+        T(test_invalidate),
+        T(test_older_than_newest_not_kept),
+        T(test_reset_versions),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
