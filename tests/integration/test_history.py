@@ -139,15 +139,15 @@ class HistoryRedisOutage(HistoryMixin, StackTestCase):
 
     def test_held_hits_land_in_their_interval(self):
         st = self.require_stack()
+        # A fresh app holds no hit: once Redis (empty, no persistence) is
+        # back, it holds exactly the hits below.
+        self.fresh_app()
+        st.stop_redis()
         # Start right after an interval boundary, so the hits below are
         # most likely all counted in one interval (waiting for the wall
         # clock, not for the app).
         wait_for(lambda: time.time() % INTERVAL <= 2, "the start of an interval",
                  INTERVAL + 5)
-        # A fresh app holds no hit: once Redis (empty, no persistence) is
-        # back, it holds exactly the hits below.
-        self.fresh_app()
-        st.stop_redis()
         n = 25
         want, unsure = {}, []
         for i in range(n):
