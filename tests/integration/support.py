@@ -31,7 +31,9 @@ and never on the 100 ms (bench/run measures it). Hence:
     them (its buffer sends the oldest first), so every hit taken before
     the marker is then in Redis too, and a count that did not move by
     then will not move later. Where a class needs several workers, a
-    graceful stop of the app is the barrier (it writes every held hit).
+    graceful stop of the app is the barrier (it writes every held hit);
+    fresh_app() stops it that way and starts it again, so the test goes
+    on with an app that holds nothing.
 
 Helpers every test file shares: Load (a bounded multi-threaded load on
 keep-alive connections that records each request), run_load() (exact
