@@ -44,7 +44,8 @@ PREFIX = "reqstats:"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REDIS_SERIES = ("reqstats_requests_total", "reqstats_unique_urls",
                 "reqstats_dropped_hits_total", "reqstats_test_runs")
-PROCESS_SERIES = ("reqstats_buffered_hits", "reqstats_workers", "reqstats_worker_restarts_total",
+PROCESS_SERIES = ("reqstats_build_info", "reqstats_buffered_hits", "reqstats_workers",
+                  "reqstats_worker_restarts_total",
                   "reqstats_redis_batch_duration_seconds", "reqstats_process_start_time_seconds")
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
 
@@ -109,6 +110,9 @@ class Metrics(MetricsMixin, StackTestCase):
         for name in REDIS_SERIES + PROCESS_SERIES + ("reqstats_redis_up",):
             self.assertIn(name, families)
         self.assertEqual(samples["reqstats_redis_up"], {"": 1.0})
+        with open(os.path.join(stackmod.ROOT, "app", "version.h")) as f:
+            version = re.search(r'^#define REQSTATS_VERSION "([^"]+)"', f.read(), re.M).group(1)
+        self.assertEqual(samples["reqstats_build_info"], {'{version="%s"}' % version: 1.0})
         self.assertEqual(families["reqstats_redis_batch_duration_seconds"][0], "histogram")
         self.assertEqual(set(samples["reqstats_test_runs"]),
                          {'{status="%s"}' % s for s in
