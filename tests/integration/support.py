@@ -31,7 +31,9 @@ and never on the 100 ms (bench/run measures it). Hence:
     them (its buffer sends the oldest first), so every hit taken before
     the marker is then in Redis too, and a count that did not move by
     then will not move later. Where a class needs several workers, a
-    graceful stop of the app is the barrier (it writes every held hit).
+    graceful stop of the app is the barrier (it writes every held hit);
+    fresh_app() stops it that way and starts it again, so the test goes
+    on with an app that holds nothing.
 
 Helpers every test file shares: Load (a bounded multi-threaded load on
 keep-alive connections that records each request), run_load() (exact
@@ -567,6 +569,28 @@ class StackTestCase(unittest.TestCase):
         self.assertEqual(self.get(path).status, 200)
         wait_for(lambda: self.zscore(path) == 1, "the marker %s in Redis" % path)
         return path
+
+    def fresh_app(self):
+        """Stop the app gracefully and start it again: a barrier for any
+        number of workers. The stop writes every hit the app held
+        (docs/API.md section 1, Durable), and the new app has counted
+        nothing yet, so Redis holds every hit counted so far until the
+        test sends its next request. Returns once the app's socket accepts
+        connections (a bare connect: no request, nothing counted)."""
+        st = self.require_stack()
+        self.assertEqual(st.stop_app(), 0, "the app's exit status on SIGTERM")
+        with open(st.app_log, "rb") as f:
+            self.assertNotIn(b"they are lost", f.read())
+        st.start_app()
+
+        def accepts():
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                try:
+                    s.connect(st.sock)
+                except OSError:
+                    return False
+                return True
+        wait_for(accepts, "the restarted app's socket to accept connections")
 
     # ---- the report ----------------------------------------------------------------
 

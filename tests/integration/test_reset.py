@@ -10,35 +10,21 @@
   ResetDisabled   ADMIN_TOKEN unset (the default): 403, nothing removed
 
 Counts are read from Redis directly (stack.redis_cmd), so the checks are not
-counted themselves.
+counted themselves. Exact counts are read behind a barrier (support.py):
+barrier() on the one-worker classes, a graceful restart (fresh_app) and a
+graceful stop of the app under load, which needs several workers.
 """
 
 import time
 import unittest
 
-from support import StackTestCase
-from test_faults import Load
+from support import StackTestCase, wait_for
 
 PREFIX = "reqstats:"
 TOKEN = "reset-token-for-tests"
 
 
 class ResetMixin:
-    def redis_total(self):
-        return int(self.stack.redis_cmd("GET", PREFIX + "total") or 0)
-
-    def quiet_total(self):
-        """The Redis total once it stops moving (every held hit written)."""
-        last = None
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            cur = self.redis_total()
-            if cur == last:
-                return cur
-            last = cur
-            self.settle()
-        self.fail("the Redis total kept moving")
-
     def zset_sum(self):
         flat = self.stack.redis_cmd("ZRANGE", PREFIX + "hits", 0, -1, "WITHSCORES")
         return sum(int(float(v)) for v in flat[1::2])
@@ -57,13 +43,16 @@ class ResetMixin:
 
 class Reset(ResetMixin, StackTestCase):
     # The widest /stats/ cache window the configuration allows with the
-    # default FLUSH_INTERVAL_MS (their sum is at most 90 ms).
-    app_env = {"ADMIN_TOKEN": TOKEN, "STATS_CACHE_MS": "80"}
+    # default FLUSH_INTERVAL_MS (their sum is at most 90 ms). One worker,
+    # so barrier() is sound (support.py); the cache is shared memory all
+    # workers read alike.
+    app_env = {"ADMIN_TOKEN": TOKEN, "STATS_CACHE_MS": "80", "WORKERS": "1"}
 
     def test_unauthorized_401(self):
         st = self.require_stack()
         self.assertEqual(self.get("/api/keep/").status, 200)
-        before = self.quiet_total()
+        self.barrier()
+        before = self.redis_total()
         cases = [(None, "Bearer"), ("wrong", "Bearer"), (TOKEN + "x", "Bearer"),
                  (TOKEN[:-1], "Bearer"), (TOKEN, "bearer"), (TOKEN, "Basic"), ("", "Bearer")]
         for token, scheme in cases:
@@ -71,8 +60,10 @@ class Reset(ResetMixin, StackTestCase):
                 r = self.reset(token, scheme)
                 self.assertError(r, 401, "unauthorized")
                 self.assertEqual(r.headers.get("www-authenticate"), "Bearer")
-        # Nothing removed: the total only grew by the refused requests.
-        self.assertEqual(self.quiet_total(), before + len(cases))
+        # Nothing removed: the total only grew by the refused requests
+        # (and the marker).
+        self.barrier()
+        self.assertEqual(self.redis_total(), before + len(cases) + 1)
         self.assertGreaterEqual(int(float(st.redis_cmd("ZSCORE", PREFIX + "hits", "/api/keep/"))),
                                 1)
 
@@ -83,12 +74,11 @@ class Reset(ResetMixin, StackTestCase):
         # A finished test run, which the reset must leave alone.
         r = self.post("/test/3/")
         run = self.assertJson(r, 202)
-        deadline = time.monotonic() + 30
-        while self.assertJson(self.get(run["status_url"]), 200)["status"] != "done":
-            self.assertLess(time.monotonic(), deadline, "run not done")
-            time.sleep(0.05)
+        wait_for(lambda: self.assertJson(self.get(run["status_url"]), 200)["status"] == "done",
+                 "run %s done" % run["id"])
         st.redis_cmd("INCRBY", PREFIX + "dropped", 7)
-        before = self.quiet_total()
+        self.barrier()
+        before = self.redis_total()
         self.assertGreater(self.history_sum(), 0)
         # A page in the shared cache, just before the reset.
         page = self.stats(limit=5)
@@ -111,10 +101,12 @@ class Reset(ResetMixin, StackTestCase):
         self.assertEqual(after["dropped_hits"], 0, after)
         self.assertNotIn("/api/before/0/", [u["url"] for u in after["urls"]])
 
-        # In Redis, once settled: only what was counted after the reset
-        # (the DELETE itself, the page read, maybe the earlier page read).
-        total = self.quiet_total()
-        self.assertLessEqual(total, 3)
+        # In Redis, behind a barrier: only what was counted after the reset
+        # (the DELETE itself, the page read, the marker, and the earlier
+        # page read unless the reset removed it).
+        self.barrier()
+        total = self.redis_total()
+        self.assertEqual(total, 3 + (removed["total_requests"] == before))
         self.assertEqual(self.zset_sum(), total)
         self.assertEqual(self.history_sum(), total)
         self.assertIsNone(st.redis_cmd("ZSCORE", PREFIX + "hits", "/api/before/0/"))
@@ -136,16 +128,14 @@ class ResetUnderLoad(ResetMixin, StackTestCase):
     app_env = {"ADMIN_TOKEN": TOKEN, "TEST_ENABLED": "0"}
 
     def test_reset_during_load_is_exact(self):
-        self.require_stack()
-        base = self.quiet_total()
-        host, port = self.host_port()
+        st = self.require_stack()
+        # A fresh app holds no hit: Redis holds everything counted so far.
+        self.fresh_app()
+        base = self.redis_total()
         n = 3000
-        load = Load(host, port, lambda i: "/api/under-load/%d/" % (i % 20), threads=4,
-                    count=n).start()
-        deadline = time.monotonic() + 60
-        while load._next < n // 3:
-            self.assertLess(time.monotonic(), deadline, "load did not progress")
-            time.sleep(0.01)
+        load = self.load(lambda i: "/api/under-load/%d/" % (i % 20), threads=4,
+                         count=n).start()
+        load.wait_answered(n // 3, "the load before the reset")
         t_sent = time.monotonic()
         r = self.reset()
         t_answered = time.monotonic()
@@ -153,7 +143,10 @@ class ResetUnderLoad(ResetMixin, StackTestCase):
         load.join()
         self.assertEqual(load.failures(), [])
         self.assertEqual(len(load.ok()), n)
-        total = self.quiet_total()
+        # A graceful stop writes every held hit (the barrier for several
+        # workers); the class's teardown finds the app stopped.
+        self.assertEqual(st.stop_app(), 0, "the app's exit status on SIGTERM")
+        total = self.redis_total()
 
         # Every hit lands wholly on one side: what the reset removed plus
         # what is there now is everything ever counted (the load, the
@@ -176,16 +169,21 @@ class ResetUnderLoad(ResetMixin, StackTestCase):
 
 
 class ResetDisabled(ResetMixin, StackTestCase):
-    app_env = {"TEST_ENABLED": "0"}
+    # One worker, so barrier() is sound (support.py).
+    app_env = {"TEST_ENABLED": "0", "WORKERS": "1"}
 
     def test_403_without_admin_token(self):
         self.require_stack()
         self.assertEqual(self.get("/api/stays/").status, 200)
-        before = self.quiet_total()
+        self.barrier()
+        before = self.redis_total()
         for token in (None, "anything", ""):
             with self.subTest(token=token):
                 self.assertError(self.reset(token), 403, "forbidden")
-        self.assertEqual(self.quiet_total(), before + 3)
+        # Nothing removed: the refused requests and the marker added.
+        self.barrier()
+        self.assertEqual(self.redis_total(), before + 3 + 1)
+        self.assertEqual(self.zscore("/api/stays/"), 1)
 
 
 if __name__ == "__main__":
