@@ -8,11 +8,14 @@
  *   P total           string      sum of all counts (never computed by scan)
  *   P dropped         string      hits dropped on worker buffer overflow
  *   P writer:<id>     string      last batch seq applied for one writer
+ *   P history:<hour>  hash        requests per 10-s interval of one hour
+ *                                 (see "history" below)
  *
  * In cluster mode (REDIS_CLUSTER) the counts are spread over S shards
  * (REDIS_SHARDS), shard i under its hash tag t_i (shards.c):
  *
- *   P{t_i}hits, P{t_i}total, P{t_i}dropped, P{t_i}writer:<id>
+ *   P{t_i}hits, P{t_i}total, P{t_i}dropped, P{t_i}writer:<id>,
+ *   P{t_i}history:<hour>
  *   P{meta}shards     string      S, recorded when the dataset is created
  *
  * A path lives in shard FNV-1a(path) mod S. All keys of a shard share one
@@ -41,11 +44,15 @@
  * The report. Global order is count descending, then shard ascending,
  * then path in descending byte order (docs/API.md section 7); with one
  * shard that is today's order. Standalone reads a page in one MULTI/EXEC
- * as always. Sharded, no page reads `offset` members: the page is located
- * by rank arithmetic over per-shard probes and ZCOUNTs (shards.c), in
- * three round trips for most pages (probes and totals; ZCOUNTs and the
- * members of a narrow bracket; the page itself by rank), more only when
- * the probes leave a wide bracket of distinct counts. Rounds are not one
+ * as always. Sharded, no page reads `offset` members. A page within the
+ * first TOP_MAX rows is read from each shard's first few members in one
+ * round trip when those reach far enough. Otherwise the page is located by
+ * rank arithmetic over per-shard probes and ZCOUNTs (shards.c): three
+ * round trips (probes and totals; ZCOUNTs and the members of a narrow
+ * bracket; the page itself by rank), more only when the probes leave a
+ * wide bracket of distinct counts, and two for a rank located recently
+ * (the next page's start is this page's end): its count is remembered and
+ * checked with two ZCOUNTs per shard in the first round. Rounds are not one
  * transaction: under concurrent writes a page is exact per shard but may
  * mix moments, so a path moving across a page boundary can show on two
  * pages or none while the counts move; on a quiet dataset every page is

@@ -13,6 +13,8 @@
  *   P runs:recent     list        ids of recent runs, newest first (trimmed)
  *
  * and in cluster mode P{runs}run:<id>, P{runs}runs:active, and so on.
+ * A run is cancelled by one script (runs_cancel); its runner notices on
+ * its next status read (runs_status).
  * Every argument goes through cmd.h, so ids are binary-safe; every record
  * read back is shown as JSON, so only printable ASCII is kept from it.
  */
