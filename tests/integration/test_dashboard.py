@@ -341,8 +341,10 @@ class DashboardBrowser(BrowserTestCase):
 
     def test_paths_are_text(self):
         top = dict(self.seeded_top())
-        rows = self.wait_rows(lambda rows: any(r["cells"][1] == HOSTILE for r in rows),
-                              "the hostile path")
+        # Every seeded path on screen (a page size set back by test_paging
+        # may still be re-rendering).
+        rows = self.wait_rows(lambda rows: set(top) <= {r["cells"][1] for r in rows},
+                              "every seeded path, the hostile one included")
         self.assertIn(HOSTILE, top)
         by_url = {r["cells"][1]: r for r in rows}
         for url in top:
