@@ -581,7 +581,12 @@ static int apply_shards(struct cluster *cl, const redisReply *r)
             const char *host = NULL;
 
             if (!field_is(nd, "role", "master")) {
-                nrep++;
+                nrep += !field_is(nd, "health", "fail");
+                continue;
+            }
+            /* A failed master stays listed beside the replica that took
+             * its place: take the live one. */
+            if (field_is(nd, "health", "fail") && (master >= 0 || j + 1 < nodes->elements)) {
                 continue;
             }
             if (ep != NULL && ep->type == REDIS_REPLY_STRING && ep->len > 0 &&
@@ -947,13 +952,16 @@ static void batch_reply(struct cluster *cl, int i, redisReply *r, int64_t now)
         freeReplyObject(r); /* +OK; the command's own reply follows */
         return;
     }
-    if (r->type != REDIS_REPLY_ERROR || !cl->cluster) {
+    if (r->type != REDIS_REPLY_ERROR) {
         node_ok(nd);
         p.done(p.arg, p.cookie, r);
         return;
     }
-    kind = slotmap_classify(r->str, r->len, &rd);
+    kind = cl->cluster ? slotmap_classify(r->str, r->len, &rd) : SLOTMAP_ERROR;
     if (kind == SLOTMAP_ERROR) {
+        /* An error reply (OOM, a busy script): the command did nothing.
+         * Back off before the caller sends it again. */
+        node_failed(cl, nd, "command", r->str);
         p.done(p.arg, p.cookie, r);
         return;
     }

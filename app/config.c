@@ -68,7 +68,7 @@ static const struct var vars[] = {
     {"REDIS_CLUSTER", K_SEEDS, "", 0, 1023, F(redis_cluster),
      "Redis Cluster seed nodes host:port[,host:port...] (IPv6 as [addr]:port); set: cluster "
      "mode, REDIS_HOST and REDIS_PORT unused"},
-    {"REDIS_SHARDS", K_INT, "24", 1, 256, F(redis_shards),
+    {"REDIS_SHARDS", K_INT, "12", 1, 256, F(redis_shards),
      "cluster mode: shards the counts are spread over; fixed when the dataset is created"},
     {"REDIS_CONNECT_TIMEOUT_MS", K_INT, "250", 10, 10000, F(redis_connect_timeout_ms),
      "Redis connect timeout"},

@@ -75,6 +75,16 @@
 /* Bracket members read per shard at once while locating a rank. */
 #define BRACKET_CAP 64
 
+/* Pages ending within TOP_MAX rows are read from the shards' tops in one
+ * round trip when the tops reach that far (page_top); TOP_SLACK members per
+ * shard beyond twice its share cover the shards' uneven tops. */
+#define TOP_MAX   1000
+#define TOP_SLACK 4
+
+/* Ranks whose final bracket a process remembers (a page's end is the
+ * next page's start; a page read again has both). */
+#define MEMO_MAX 8
+
 /* Rounds of bisection at most (counts are below 2^63). */
 #define BISECT_MAX 64
 
@@ -131,6 +141,11 @@ struct counters {
     uint64_t batch_seq;  /* the hitbuf seq of the open batch */
     size_t *batch_shard; /* shard of each entry of the open batch */
     size_t batch_cap;
+    /* Brackets that located recent ranks: tried first next time. */
+    struct memo {
+        long long R, L, H;
+    } memo[MEMO_MAX];
+    int nmemo, memo_next;
 };
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -295,6 +310,10 @@ int counters_startup(struct counters *ctr)
         }
     }
     log_info("Redis Cluster: %d masters found from REDIS_CLUSTER=%s", m, cfg->redis_cluster);
+    for (int i = 0; i < ctr->n; i++) {
+        log_debug("shard %d: key %s, slot %d, on %s", i, ctr->sh[i].k_hits, ctr->sh[i].slot,
+                  cluster_slot_node(ctr->cl, ctr->sh[i].slot));
+    }
     for (int k = 0; k < m; k++) {
         log_info("Redis Cluster: master %s: %d slots, %d replicas, %d of %d shards",
                  cluster_node_name(ctr->cl, idx[k]), slots[k], reps[k], per[k], ctr->n);
@@ -382,10 +401,11 @@ static void part_done(void *arg, uint64_t cookie, redisReply *r)
     if (r->type == REDIS_REPLY_INTEGER) {
         part_acked(ctr, i, r->integer);
     } else {
-        /* An error reply (OOM, a busy script, a wrong key type): the
-         * script failed before its first write, so nothing was applied.
-         * Retry the same part after the backoff. */
-        log_error("Redis batch on shard %d: %s", i,
+        /* An error reply (OOM, a busy script, a wrong key type; the
+         * router logged it and backs the node off): the script failed
+         * before its first write, so nothing was applied. Retry the same
+         * part after the backoff. */
+        log_debug("Redis batch on shard %d: %s", i,
                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         s->state = PART_WAIT;
     }
@@ -718,6 +738,7 @@ struct locate {
     struct shards_item *items; /* n * BRACKET_CAP bracket members */
     struct shards_run *runs;
     int have_lists;
+    int memo; /* L and H come from the memo: checked in round 1 */
 };
 
 static void locate_free(struct locate *t)
@@ -767,9 +788,18 @@ static void locate_next(struct locate *t, int n)
         size_t taken[SHARDS_MAX];
         long long k = t->R - above;
 
+        long long c = SHARDS_NONE;
+
         shards_merge(n, t->runs, k > 0 ? (size_t)k : 0, NULL, taken);
         for (int s = 0; s < n; s++) {
             t->pos[s] = t->gt[s] + (long long)taken[s];
+            /* The member at rank R heads one of the rests: its count. */
+            if (taken[s] < t->runs[s].n && t->runs[s].items[taken[s]].count > c) {
+                c = t->runs[s].items[taken[s]].count;
+            }
+        }
+        if (c != SHARDS_NONE) {
+            t->L = t->H = c; /* what the memo keeps: the cheapest check */
         }
         t->step = LOC_DONE;
     } else if (complete) {
@@ -898,12 +928,169 @@ static void free_round(redisReply **r, int n)
     }
 }
 
-/* Several shards: probes and totals, then locating offset and offset +
- * limit, then the page by rank. */
-static int page_sharded(struct counters *ctr, long long offset, long long limit,
-                        struct counters_page *page)
+/* total and dropped from an MGET reply. Returns 0 or -1. */
+static int totals_of(const redisReply *r, long long *total, long long *dropped)
 {
-    int n = ctr->n, nt = 0, k, rc = -1, ncmd;
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        return -1;
+    }
+    return reply_num(r->element[0], total) != 0 || reply_num(r->element[1], dropped) != 0 ? -1 : 0;
+}
+
+/* The top of the report (offset + limit <= TOP_MAX) in one round trip:
+ * the first m members of every shard, with m a little over its share.
+ * Every member counted above V, the highest count at which some shard's
+ * read stopped short of its end, has been read; if at least offset +
+ * limit of them were, the merge of what was read is exact up to there.
+ * Returns 0 (page filled), 1 (not enough: use the general way), -1. */
+static int page_top(struct counters *ctr, long long offset, long long limit,
+                    struct counters_page *page)
+{
+    int n = ctr->n, k = 0, rc = -1;
+    long long want = offset + limit, m = 2 * ((want + n - 1) / n) + TOP_SLACK, V = SHARDS_NONE;
+    long long above = 0;
+    struct cmd *c = calloc((size_t)n * 3, sizeof(*c));
+    redisReply **r = calloc((size_t)n * 3, sizeof(redisReply *));
+    struct shards_item *items = calloc((size_t)(n * m) + 1, sizeof(*items));
+    struct shards_item *all = calloc((size_t)want + 1, sizeof(*all));
+    struct shards_run *runs = calloc((size_t)n, sizeof(*runs));
+    size_t used = 0, got;
+
+    if (c == NULL || r == NULL || items == NULL || all == NULL || runs == NULL) {
+        goto out;
+    }
+    for (int s = 0; s < n; s++) {
+        const struct shard *sh = &ctr->sh[s];
+
+        cmd_init(&c[k], sh->slot);
+        cmd_str(&c[k], "ZCARD");
+        cmd_str(&c[k++], sh->k_hits);
+        cmd_init(&c[k], sh->slot);
+        cmd_str(&c[k], "MGET");
+        cmd_str(&c[k], sh->k_total);
+        cmd_str(&c[k++], sh->k_dropped);
+        cmd_init(&c[k], sh->slot);
+        cmd_str(&c[k], "ZREVRANGE");
+        cmd_str(&c[k], sh->k_hits);
+        cmd_ll(&c[k], 0);
+        cmd_ll(&c[k], m - 1);
+        cmd_str(&c[k++], "WITHSCORES");
+    }
+    if (cluster_run(ctr->cl, c, k, r, 1) != 0) {
+        goto out;
+    }
+    for (int s = 0; s < n; s++) {
+        redisReply **rs = r + (size_t)s * 3;
+        long long card, tot, drop, n_s;
+
+        if (reply_num(rs[0], &card) != 0 || totals_of(rs[1], &tot, &drop) != 0) {
+            bad_reply("totals", rs[0]->type == REDIS_REPLY_ERROR ? rs[0] : rs[1]);
+            goto out;
+        }
+        n_s = parse_members(rs[2], items + used, (size_t)m);
+        if (n_s < 0) {
+            bad_reply("page", rs[2]);
+            goto out;
+        }
+        page->unique += card;
+        page->total += tot;
+        page->dropped += drop;
+        ctr->sh[s].est = card > 0 ? card : 1;
+        runs[s].items = items + used;
+        runs[s].n = (size_t)n_s;
+        used += (size_t)n_s;
+        if (n_s < card && n_s > 0 && (V == SHARDS_NONE || runs[s].items[n_s - 1].count > V)) {
+            V = runs[s].items[n_s - 1].count;
+        }
+    }
+    for (size_t i = 0; i < used; i++) {
+        above += V == SHARDS_NONE || items[i].count > V;
+    }
+    if (above < want && above < page->unique) {
+        rc = 1; /* the shards' tops do not reach that far */
+        goto out;
+    }
+    got = shards_merge(n, runs, (size_t)want, all, NULL);
+    page->entries = calloc((size_t)limit + 1, sizeof(*page->entries));
+    if (page->entries == NULL || keep_replies(page, r, k) != 0) {
+        goto out;
+    }
+    memset(r, 0, (size_t)k * sizeof(redisReply *)); /* the page owns them now */
+    for (size_t i = (size_t)offset; i < got; i++) {
+        page->entries[page->n++] = all[i];
+    }
+    rc = 0;
+
+out:
+    if (r != NULL) {
+        free_round(r, k);
+    }
+    for (int i = 0; c != NULL && i < k; i++) {
+        cmd_free(&c[i]);
+    }
+    if (rc != 0) {
+        free(page->entries);
+        page->entries = NULL;
+        page->n = 0;
+        page->total = page->unique = page->dropped = 0;
+    }
+    free(runs);
+    free(all);
+    free(items);
+    free(r);
+    free(c);
+    return rc;
+}
+
+static const struct memo *memo_find(const struct counters *ctr, long long R)
+{
+    for (int i = 0; i < ctr->nmemo; i++) {
+        if (ctr->memo[i].R == R) {
+            return &ctr->memo[i];
+        }
+    }
+    return NULL;
+}
+
+static void memo_forget(struct counters *ctr, long long R)
+{
+    for (int i = 0; i < ctr->nmemo; i++) {
+        if (ctr->memo[i].R == R) {
+            ctr->memo[i].R = -1;
+        }
+    }
+}
+
+static void memo_put(struct counters *ctr, long long R, long long L, long long H)
+{
+    struct memo *m = NULL;
+
+    for (int i = 0; i < ctr->nmemo && m == NULL; i++) {
+        if (ctr->memo[i].R == R || ctr->memo[i].R < 0) {
+            m = &ctr->memo[i];
+        }
+    }
+    if (m == NULL && ctr->nmemo < MEMO_MAX) {
+        m = &ctr->memo[ctr->nmemo++];
+    }
+    if (m == NULL) {
+        m = &ctr->memo[ctr->memo_next];
+        ctr->memo_next = (ctr->memo_next + 1) % MEMO_MAX;
+    }
+    m->R = R;
+    m->L = L;
+    m->H = H;
+}
+
+/* Several shards: sizes, totals and probes (or, for a rank located
+ * recently, the ZCOUNTs of its last bracket), then locating offset and
+ * offset + limit, then the page by rank. Returns 0, -1, or 1 when a
+ * remembered bracket no longer holds its rank (the caller reads again
+ * without the memo). */
+static int page_sharded(struct counters *ctr, long long offset, long long limit,
+                        struct counters_page *page, int use_memo)
+{
+    int n = ctr->n, nt = 0, k, rc = -1, ncmd, trips = 0;
     size_t maxcmd = (size_t)n * 8;
     struct locate t[2];
     struct cmd *c = calloc(maxcmd, sizeof(*c));
@@ -927,8 +1114,16 @@ static int page_sharded(struct counters *ctr, long long offset, long long limit,
         est[s] = ctr->sh[s].est;
     }
     for (int j = 0; j < 2; j++) {
+        const struct memo *m = use_memo && want[j] > 0 ? memo_find(ctr, want[j]) : NULL;
+
         t[j].R = want[j];
         shards_probe_ranks(n, want[j], est, t[j].lo, t[j].hi);
+        if (m != NULL) {
+            t[j].memo = 1;
+            t[j].L = m->L;
+            t[j].H = m->H;
+            t[j].step = LOC_FIRST;
+        }
     }
     k = 0;
     for (int s = 0; s < n; s++) {
@@ -938,21 +1133,27 @@ static int page_sharded(struct counters *ctr, long long offset, long long limit,
         cmd_str(&c[k], "ZCARD");
         cmd_str(&c[k++], sh->k_hits);
         cmd_init(&c[k], sh->slot);
-        cmd_str(&c[k], "GET");
-        cmd_str(&c[k++], sh->k_total);
-        cmd_init(&c[k], sh->slot);
-        cmd_str(&c[k], "GET");
+        cmd_str(&c[k], "MGET"); /* one slot: allowed in a cluster */
+        cmd_str(&c[k], sh->k_total);
         cmd_str(&c[k++], sh->k_dropped);
         for (int j = 0; j < 2; j++) {
             long long a = t[j].lo[s] < t[j].hi[s] ? t[j].lo[s] : t[j].hi[s];
             long long b = t[j].lo[s] > t[j].hi[s] ? t[j].lo[s] : t[j].hi[s];
 
+            if (t[j].memo) {
+                continue;
+            }
             cmd_init(&c[k], sh->slot);
             cmd_str(&c[k], "ZREVRANGE");
             cmd_str(&c[k], sh->k_hits);
             cmd_ll(&c[k], a < 0 ? 0 : a);
             cmd_ll(&c[k], b);
             cmd_str(&c[k++], "WITHSCORES");
+        }
+    }
+    for (int j = 0; j < 2; j++) {
+        if (t[j].memo) {
+            locate_cmds(ctr, &t[j], c, &k);
         }
     }
     ncmd = k;
@@ -963,21 +1164,24 @@ static int page_sharded(struct counters *ctr, long long offset, long long limit,
     for (int s = 0; s < n; s++) {
         long long tot, drop;
 
-        if (reply_num(r[k], &card[s]) != 0 || reply_num(r[k + 1], &tot) != 0 ||
-            reply_num(r[k + 2], &drop) != 0) {
-            bad_reply("totals", r[k]);
+        if (reply_num(r[k], &card[s]) != 0 || totals_of(r[k + 1], &tot, &drop) != 0) {
+            bad_reply("totals", r[k]->type == REDIS_REPLY_ERROR ? r[k] : r[k + 1]);
             goto out;
         }
         U += card[s];
         page->total += tot;
         page->dropped += drop;
         ctr->sh[s].est = card[s] > 0 ? card[s] : 1;
-        k += 3;
+        k += 2;
         for (int j = 0; j < 2; j++) {
             const redisReply *p = r[k++];
             long long a = t[j].lo[s] < t[j].hi[s] ? t[j].lo[s] : t[j].hi[s];
             long long base = a < 0 ? 0 : a, v;
 
+            if (t[j].memo) {
+                k--;
+                continue;
+            }
             if (p->type != REDIS_REPLY_ARRAY) {
                 bad_reply("probe", p);
                 goto out;
@@ -999,6 +1203,29 @@ static int page_sharded(struct counters *ctr, long long offset, long long limit,
             }
         }
     }
+    /* Remembered brackets: their ZCOUNTs (and members) came with round 1;
+     * a bracket that no longer holds its rank sends the caller round. */
+    for (int j = 0; j < 2; j++) {
+        long long above = 0, inside = 0;
+
+        if (!t[j].memo) {
+            continue;
+        }
+        if (locate_read(ctr, &t[j], r, &k) != 0) {
+            goto out;
+        }
+        for (int s = 0; s < n; s++) {
+            above += t[j].gt[s];
+            inside += t[j].in[s];
+        }
+        if (t[j].R < U && !(above <= t[j].R && t[j].R < above + inside)) {
+            memo_forget(ctr, t[j].R);
+            rc = 1;
+            goto out;
+        }
+        /* Before round 1's replies go: the members read point into them. */
+        locate_next(&t[j], n);
+    }
     free_round(r, ncmd);
     page->unique = U;
     if (offset >= U) {
@@ -1012,6 +1239,8 @@ static int page_sharded(struct counters *ctr, long long offset, long long limit,
                 t[j].pos[s] = t[j].R == 0 ? 0 : card[s];
             }
             t[j].step = LOC_DONE;
+        } else if (t[j].memo) {
+            nt += t[j].step != LOC_DONE;
         } else {
             shards_bracket(n, t[j].R, card, t[j].lo, t[j].lo_val, t[j].hi_val, &t[j].L, &t[j].H);
             t[j].step = LOC_FIRST;
@@ -1019,7 +1248,8 @@ static int page_sharded(struct counters *ctr, long long offset, long long limit,
         }
     }
     /* Rounds 2...: ZCOUNTs, bracket members, bisection when wide. */
-    for (int round = 0; nt > 0; round++) {
+    trips = 1;
+    for (int round = 0; nt > 0; round++, trips++) {
         if (round > BISECT_MAX + 2) {
             log_error("Redis report: rank not located after %d rounds", round);
             goto out;
@@ -1047,6 +1277,11 @@ static int page_sharded(struct counters *ctr, long long offset, long long limit,
         /* Bracket members are borrowed from these replies: the merge in
          * locate_next() is done with them, so they can go now. */
         free_round(r, ncmd);
+    }
+    for (int j = 0; j < 2; j++) {
+        if (t[j].R > 0 && t[j].R < U) {
+            memo_put(ctr, t[j].R, t[j].L, t[j].H);
+        }
     }
     /* Last round: the page, by rank in every shard that has part of it. */
     k = 0;
@@ -1106,6 +1341,7 @@ static int page_sharded(struct counters *ctr, long long offset, long long limit,
         }
     }
     page->n = shards_merge(n, runs, (size_t)limit, page->entries, NULL);
+    log_debug("report offset %lld limit %lld: %d round trips", offset, limit, trips + 1);
     rc = 0;
 
 out:
@@ -1129,6 +1365,8 @@ out:
 int counters_page(struct counters *ctr, long long offset, long long limit,
                   struct counters_page *page)
 {
+    int rc;
+
     memset(page, 0, sizeof(*page));
     if (ctr->fatal || (!ctr->layout_ok && layout_check(ctr) != 0)) {
         return -1;
@@ -1136,7 +1374,18 @@ int counters_page(struct counters *ctr, long long offset, long long limit,
     if (ctr->n == 1) {
         return page_single(ctr, offset, limit, page);
     }
-    return page_sharded(ctr, offset, limit, page);
+    if (offset + limit <= TOP_MAX) {
+        rc = page_top(ctr, offset, limit, page);
+        if (rc <= 0) {
+            return rc;
+        }
+    }
+    rc = page_sharded(ctr, offset, limit, page, 1);
+    if (rc == 1) {
+        counters_page_free(page);
+        rc = page_sharded(ctr, offset, limit, page, 0);
+    }
+    return rc;
 }
 
 void counters_page_free(struct counters_page *page)

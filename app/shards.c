@@ -9,8 +9,9 @@
  *   - placement: a path belongs to shard FNV-1a(path) mod S; shard i's tag
  *     is found by search so that its slot is the middle of the i-th of S
  *     equal parts of the slot space. An even split of slots over M masters
- *     then gives each master S/M shards (+-1): with the default S = 24,
- *     exactly 8 on each of 3 masters. Both functions are part of the data
+ *     then gives each master S/M shards (+-1): with the default S = 12,
+ *     exactly 4 on each of 3 masters (and an even split over 2, 4, 6
+ *     and 12). Both functions are part of the data
  *     layout and must never change;
  *   - a page in global order without reading `offset` members: the page
  *     [offset, offset + limit) is found by locating two global ranks, R =

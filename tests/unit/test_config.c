@@ -194,7 +194,7 @@ static void test_defaults(void **state)
     assert_string_equal(c.redis_prefix, "reqstats:");
     assert_string_equal(c.redis_cluster, ""); /* docs/API.md 7: standalone by default */
     assert_int_equal(c.redis_nseeds, 0);
-    assert_int_equal(c.redis_shards, 24);
+    assert_int_equal(c.redis_shards, 12);
     assert_int_equal(c.redis_connect_timeout_ms, 250);
     assert_int_equal(c.redis_timeout_ms, 500);
     assert_int_equal(c.redis_backoff_max_ms, 2000);

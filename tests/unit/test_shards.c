@@ -71,18 +71,20 @@ static void test_tags_on_target(void **state)
     assert_int_equal(shards_tag(0, 24, tag, 3), -1); /* too small */
 }
 
-/* Over redis-cli --cluster create's even split of 3 masters the default
- * 24 shards land 8 per master; over 2 and 4 masters, evenly too. */
+/* Over redis-cli --cluster create's even split of M masters, S shards
+ * land S / M per master whenever M divides S: the default 12 over 2, 3,
+ * 4, 6 and 12 masters, 24 over 8 too. */
 static void test_even_over_masters(void **state)
 {
-    static const int masters[] = {2, 3, 4, 6};
+    static const int cases[][2] = {{12, 2}, {12, 3}, {12, 4},  {12, 6}, {12, 12},
+                                   {24, 3}, {24, 8}, {24, 24}, {48, 16}};
 
     (void)state;
-    for (size_t k = 0; k < sizeof(masters) / sizeof(masters[0]); k++) {
-        int m = masters[k], count[8] = {0};
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        int n = cases[k][0], m = cases[k][1], count[24] = {0};
 
-        for (int i = 0; i < 24; i++) {
-            int s = shards_target_slot(i, 24);
+        for (int i = 0; i < n; i++) {
+            int s = shards_target_slot(i, n);
             /* redis-cli gives master j slots [j * 16384 / m, (j + 1) * 16384 / m). */
             int j = 0;
 
@@ -92,7 +94,7 @@ static void test_even_over_masters(void **state)
             count[j]++;
         }
         for (int j = 0; j < m; j++) {
-            assert_int_equal(count[j], 24 / m);
+            assert_int_equal(count[j], n / m);
         }
     }
 }
