@@ -86,9 +86,22 @@ def _bindable(port):
     return True
 
 
-def free_base(count=NODES, low=20000, high=55535 - NODES):
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_base(count=NODES, low=10000):
     """A base port where base..base+count-1 and their bus ports (+10000) are
-    all free, picked at random so parallel suites rarely collide."""
+    all free, picked at random so parallel suites rarely collide. Bus ports
+    stay below the kernel's ephemeral range when it leaves room, so no
+    outgoing connection can take one between this check and the bind."""
+    high = _ephemeral_low()
+    if high - BUS_OFFSET - count <= low + 1000:
+        high = 55535
     for _ in range(200):
         base = random.randrange(low, high - BUS_OFFSET - count)
         ports = [base + i for i in range(count)]

@@ -7,8 +7,8 @@ the cluster, and then checks what the contract promises:
 * a planned failover (CLUSTER FAILOVER) of every master in turn: every
   /api/ answer is 200 and the counts are exact afterwards;
 * slot migration (single slots holding shard keys moved with
-  MIGRATING/IMPORTING, and a range moved by `redis-cli --cluster reshard`):
-  every answer 200, exact counts;
+  MIGRATING/IMPORTING, and a range holding a shard moved by `redis-cli
+  --cluster reshard`): every answer 200, exact counts;
 * a master SIGKILLed: /api/ stays 200, counting resumes once its replica
   is promoted, nothing is counted twice (no path above its 200 answers), and
   what was lost (acknowledged by the dead master, never replicated) is at
@@ -131,16 +131,23 @@ class TestReshard(ClusterFaultCase):
                 self.assertGreater(n, 0, "slot %d held no key when it moved" % slot)
                 moved_keys += n
                 load.wait_answered(before + 200)
-            # A range of 2000 slots with redis-cli, as an operator reshards.
+            # A range with redis-cli, as an operator reshards: it takes the
+            # source's slots in ascending order, so the range is made long
+            # enough to reach the source's first shard slot.
             src, dst = masters[0], masters[1]
             owned_before = self.shard_keys()
+            first = min(s for s, (p, _) in owned_before.items() if p == src)
+            ranges = [r for sh in self.cluster.shards() if sh["master"] == src
+                      for r in sh["slots"]]
+            nslots = sum(min(b, first) - a + 1 for a, b in ranges if a <= first) + 100
             before = load.answered()
-            self.cluster.reshard(src, dst, 2000)
+            self.cluster.reshard(src, dst, nslots)
             owned_after = self.shard_keys()
             moved = sorted(s for s, (p, _) in owned_before.items()
                            if p == src and owned_after.get(s, (None,))[0] == dst)
-            report("redis-cli reshard of 2000 slots %d -> %d in %.2f s moved shard slots %s"
-                   % (src, dst, self.cluster.last_seconds, moved))
+            report("redis-cli reshard of %d slots %d -> %d in %.2f s moved shard slots %s"
+                   % (nslots, src, dst, self.cluster.last_seconds, moved))
+            self.assertIn(first, moved, "the reshard did not move shard slot %d" % first)
             load.wait_answered(before + 200)
         finally:
             load.stop()
