@@ -43,7 +43,7 @@ struct var {
     const char *help;
 };
 
-/* API.md 1: a hit is visible in /stats/ within 100 ms of its response. It
+/* docs/API.md 1: a hit is visible in /stats/ within 100 ms of its response. It
  * waits up to FLUSH_INTERVAL_MS in its worker and a cached page is up to
  * STATS_CACHE_MS old; the rest of the 100 ms is left for the write. */
 #define VISIBLE_BUDGET_MS 90

@@ -1,6 +1,6 @@
 /* handler.c -- one HTTP request: canonical path, count, route, answer
  *
- * The order matters and is the contract (API.md 1): the canonical path is
+ * The order matters and is the contract (docs/API.md 1): the canonical path is
  * computed first, the hit is counted before anything is answered (a
  * canonical path over 2048 bytes is the only thing not counted), and only
  * then is the request routed. Validation errors, unknown paths and wrong
@@ -352,21 +352,32 @@ static void serve_test_start(const struct handler_ctx *ctx, struct request *r)
                          "status", "queued", "status_url", "/test/runs/", run.id, "/"));
 }
 
+/* The gate of a /test/runs/{id}/ request and its id, copied into id.
+ * Returns 0, or -1 when the answer (403, 401, 404) has been written. */
+static int run_target(const struct handler_ctx *ctx, struct request *r, int needs_token,
+                      char id[RUN_ID_LEN + 1])
+{
+    if (test_gate(ctx, r, needs_token) != 0) {
+        return -1;
+    }
+    if (!run_id_valid(r->route.arg, r->route.arglen)) {
+        serve_error(r, 404, "not_found", "no such test run", NULL);
+        return -1;
+    }
+    memcpy(id, r->route.arg, RUN_ID_LEN);
+    id[RUN_ID_LEN] = '\0';
+    return 0;
+}
+
 static void serve_run(const struct handler_ctx *ctx, struct request *r)
 {
     char id[RUN_ID_LEN + 1];
     struct run run;
     int rc;
 
-    if (test_gate(ctx, r, 0) != 0) {
+    if (run_target(ctx, r, 0, id) != 0) {
         return;
     }
-    if (!run_id_valid(r->route.arg, r->route.arglen)) {
-        serve_error(r, 404, "not_found", "no such test run", NULL);
-        return;
-    }
-    memcpy(id, r->route.arg, RUN_ID_LEN);
-    id[RUN_ID_LEN] = '\0';
     rc = runs_get(ctx->runs, id, &run);
     if (rc < 0) {
         serve_redis_down(r);
@@ -527,15 +538,9 @@ static void serve_cancel(const struct handler_ctx *ctx, struct request *r)
     struct run run;
     int rc;
 
-    if (test_gate(ctx, r, 1) != 0) {
+    if (run_target(ctx, r, 1, id) != 0) {
         return;
     }
-    if (!run_id_valid(r->route.arg, r->route.arglen)) {
-        serve_error(r, 404, "not_found", "no such test run", NULL);
-        return;
-    }
-    memcpy(id, r->route.arg, RUN_ID_LEN);
-    id[RUN_ID_LEN] = '\0';
     rc = runs_cancel(ctx->runs, id, clock_wall_ms(), ctx->cfg->test_run_retention_s);
     if (rc < 0) {
         serve_redis_down(r);
@@ -613,7 +618,7 @@ void handler_serve(const struct handler_ctx *ctx, FCGX_Request *req)
         return;
     }
 
-    /* Counted before anything is answered: API.md 1. A full buffer drops
+    /* Counted before anything is answered: docs/API.md 1. A full buffer drops
      * the hit; hitbuf tallies it and the worker logs it. */
     hitbuf_add_at(ctx->hb, r.path, 1,
                   ctx->cfg->history_enabled ? clock_wall_ms() / ((int64_t)1000 * HITBUF_INTERVAL_S)

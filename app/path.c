@@ -1,8 +1,8 @@
-/* path.c -- the canonical path a request is counted under (API.md 1)
+/* path.c -- the canonical path a request is counted under (docs/API.md 1)
  *
  * The same resource must always land on the same counter, however a client
  * spelled it, and whatever lands in Redis must be safe to show anywhere.
- * The steps are API.md's, in its order:
+ * The steps are docs/API.md's, in its order:
  *
  *   1. cut at the first '?' or '#';
  *   2. decode every %XX (a '%' without two hex digits stays literal);

@@ -1,4 +1,4 @@
-/* path.h -- the canonical path a request is counted under (API.md 1) */
+/* path.h -- the canonical path a request is counted under (docs/API.md 1) */
 
 #ifndef REQSTATS_PATH_H
 #define REQSTATS_PATH_H

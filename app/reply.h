@@ -25,7 +25,7 @@ int reply_json(const struct reply *rp, int status, const char *extra_headers, co
 int reply_body(const struct reply *rp, int status, const char *extra_headers, const char *body,
                size_t len);
 
-/* Write the API.md 6 error object {"error": {status, code, message,
+/* Write the docs/API.md 6 error object {"error": {status, code, message,
  * request_id}}. message must be UTF-8 (it is JSON-escaped). Returns as
  * reply_json(). */
 int reply_error(const struct reply *rp, int status, const char *code, const char *message,

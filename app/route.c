@@ -1,4 +1,4 @@
-/* route.c -- which endpoint a canonical path names (API.md 2-5, 8, 10, 11)
+/* route.c -- which endpoint a canonical path names (docs/API.md 2-5, 8, 10, 11)
  *
  * Routing works on the canonical path only, so "/stats/", "/stats//" and
  * "/stats/./" are the same endpoint, exactly as they are the same counter.

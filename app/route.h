@@ -1,4 +1,4 @@
-/* route.h -- which endpoint a canonical path names (API.md 2-5, 8, 10, 11) */
+/* route.h -- which endpoint a canonical path names (docs/API.md 2-5, 8, 10, 11) */
 
 #ifndef REQSTATS_ROUTE_H
 #define REQSTATS_ROUTE_H

@@ -1,4 +1,4 @@
-/* run.c -- a test run's record and its JSON form (API.md 4, 5)
+/* run.c -- a test run's record and its JSON form (docs/API.md 4, 5)
  *
  * The record is what store.c keeps in Redis and what the runner updates as
  * it goes; this file only names its states and renders it, so the HTTP
@@ -86,7 +86,7 @@ json_t *run_to_json(const struct run *r, int64_t now_ms)
         end = r->finished_ms > 0 ? r->finished_ms : now_ms;
         elapsed_ms = end > r->started_ms ? end - r->started_ms : 0;
         if (elapsed_ms > 0) {
-            /* Rounded to one decimal, like API.md's example (1561.0). */
+            /* Rounded to one decimal, like docs/API.md's example (1561.0). */
             rate = (double)(long long)((double)(r->succeeded + r->failed) * 10000.0 /
                                            (double)elapsed_ms +
                                        0.5) /

@@ -1,4 +1,4 @@
-/* run.h -- a test run's record and its JSON form (API.md 4, 5) */
+/* run.h -- a test run's record and its JSON form (docs/API.md 4, 5) */
 
 #ifndef REQSTATS_RUN_H
 #define REQSTATS_RUN_H
@@ -43,7 +43,7 @@ int run_id_new(char *id);
 /* 1 if s[0..len) is a well-formed run id, else 0. */
 int run_id_valid(const char *s, size_t len);
 
-/* The API.md 5 object for r, with elapsed_seconds and requests_per_second
+/* The docs/API.md 5 object for r, with elapsed_seconds and requests_per_second
  * computed at now_ms for a run still going. Returns a new reference (caller
  * decrefs), or NULL when out of memory. */
 json_t *run_to_json(const struct run *r, int64_t now_ms);

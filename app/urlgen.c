@@ -1,4 +1,4 @@
-/* urlgen.c -- the random /api/ URLs of a test run (API.md 4)
+/* urlgen.c -- the random /api/ URLs of a test run (docs/API.md 4)
  *
  * All randomness comes from getrandom(2), read 256 bytes at a time: the
  * kernel's generator is fast enough for a load generator and needs no

@@ -1,4 +1,4 @@
-/* urlgen.h -- the random /api/ URLs of a test run (API.md 4) */
+/* urlgen.h -- the random /api/ URLs of a test run (docs/API.md 4) */
 
 #ifndef REQSTATS_URLGEN_H
 #define REQSTATS_URLGEN_H

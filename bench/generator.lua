@@ -1,4 +1,4 @@
--- generator.lua -- the same kind of URLs a test run sends (API.md 4):
+-- generator.lua -- the same kind of URLs a test run sends (docs/API.md 4):
 -- /api/ then 1 to 6 segments and a trailing slash, every segment one of a
 -- pool of three distinct 6-character strings from [a-z0-9]; depth and
 -- segments uniformly random. The pool comes from BENCH_SEED (same in every

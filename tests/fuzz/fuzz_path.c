@@ -1,7 +1,7 @@
 /* fuzz_path.c -- libFuzzer target for path.c
  *
  * Feeds arbitrary bytes to path_canon() under ASan and UBSan and checks
- * what API.md 1 promises of the result: printable ASCII starting with '/',
+ * what docs/API.md 1 promises of the result: printable ASCII starting with '/',
  * no '"', '\\', '?', '#', '%' only in upper-case escapes, no empty or dot
  * segment, at most PATH_CANON_MAX bytes, canon(canon(p)) == canon(p), the
  * same bytes as the independent model in path_model.h, and -1 only when
@@ -65,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         violated(bad, size);
     }
     if (wantlen != outlen || memcmp(out, model_out, outlen) != 0) {
-        violated("differs from the model of API.md 1", size);
+        violated("differs from the model of docs/API.md 1", size);
     }
     if (path_canon(out, outlen, again, &againlen) != 0 || againlen != outlen ||
         memcmp(again, out, outlen + 1) != 0) {

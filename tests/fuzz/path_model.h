@@ -1,6 +1,6 @@
 /* path_model.h -- an independent model of the canonical path, for tests
  *
- * A second, deliberately plain implementation of API.md section 1, written
+ * A second, deliberately plain implementation of docs/API.md section 1, written
  * from the contract and not from app/path.c, used by tests/unit/test_path.c
  * and tests/fuzz/fuzz_path.c to check path_canon() differentially:
  *
@@ -11,11 +11,11 @@
  *      (never below the root); the result ends with '/' when the decoded
  *      path did, or when its last non-empty segment was "." or ".." (RFC
  *      3986 5.2.4);
- *   4. encode every byte outside the API.md set as upper-case %XX.
+ *   4. encode every byte outside the docs/API.md set as upper-case %XX.
  *
  * It computes the length without any bound, so a caller can tell a correct
  * -1 (canonical form over PATH_CANON_MAX) from a wrong one. It allocates:
- * tests only. Also here: model_check(), the properties API.md promises of
+ * tests only. Also here: model_check(), the properties docs/API.md promises of
  * every canonical path, shared by both callers so they check the same thing.
  */
 
@@ -41,7 +41,7 @@ static int model_hex(unsigned char c)
     return -1;
 }
 
-/* 1 if API.md step 4 leaves byte c as it is. */
+/* 1 if docs/API.md step 4 leaves byte c as it is. */
 static int model_literal(unsigned char c)
 {
     static const char keep[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -74,7 +74,7 @@ static void model_put(const unsigned char *seg, size_t len, char *out, size_t ca
     }
 }
 
-/* The canonical path of uri[0..len), as API.md defines it and without the
+/* The canonical path of uri[0..len), as docs/API.md defines it and without the
  * length bound. Writes up to cap - 1 bytes and a NUL into out (cap >= 1)
  * and returns the full length, or (size_t)-1 when out of memory. */
 static size_t model_canon(const unsigned char *uri, size_t len, char *out, size_t cap)
@@ -145,7 +145,7 @@ out:
     return result;
 }
 
-/* NULL if out[0..len) has every property API.md promises of a canonical
+/* NULL if out[0..len) has every property docs/API.md promises of a canonical
  * path, else what is wrong. */
 static const char *model_check(const char *out, size_t len)
 {

@@ -465,7 +465,7 @@ class StackTestCase(unittest.TestCase):
         return resp.json()
 
     def assertError(self, resp, status, code=None):
-        """API.md 6 error object with status, code, message and request_id."""
+        """docs/API.md 6 error object with status, code, message and request_id."""
         body = self.assertJson(resp, status)
         err = body["error"]
         self.assertEqual(err["status"], status)

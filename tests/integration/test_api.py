@@ -1,4 +1,4 @@
-"""API.md 2 (GET /api/*) and the headers every answer carries (API.md 6)."""
+"""docs/API.md 2 (GET /api/*) and the headers every answer carries (docs/API.md 6)."""
 
 from corehelp import HEX32, CoreMixin, token
 from support import StackTestCase
@@ -61,7 +61,7 @@ class Api(CoreMixin, StackTestCase):
 
     def test_trace_405_has_allow(self):
         # nginx answers TRACE itself; it is still a wrong method and a 405
-        # must say what is allowed (API.md 2, RFC 9110 15.5.6).
+        # must say what is allowed (docs/API.md 2, RFC 9110 15.5.6).
         r = self.send_raw("TRACE", "/api/%s/" % token())
         err = self.assertError(r, 405)
         self.assertEqual(r.headers.get("x-request-id"), err["request_id"])

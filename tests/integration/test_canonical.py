@@ -1,4 +1,4 @@
-"""API.md 1 "Canonical path": what key a request is counted under.
+"""docs/API.md 1 "Canonical path": what key a request is counted under.
 
 Every case sends requests, waits until the report shows every one of them
 (the hits outside /stats/ grew by their number; see support.py) and
@@ -43,7 +43,7 @@ class Canonical(CoreMixin, StackTestCase):
         changed = {k for k in after if after[k] != before.get(k, 0)}
         self.assertEqual(changed - {"/stats/"}, set(cases))
 
-    # ---- the examples of API.md 1, one counter per resource ------------------
+    # ---- the examples of docs/API.md 1, one counter per resource ------------------
 
     def test_example_utf8_escaped_and_raw(self):
         self.spellings_land_on(["/api/caf%c3%a9/", "/api/caf%C3%A9/",
@@ -116,7 +116,7 @@ class Canonical(CoreMixin, StackTestCase):
     def test_literal_percent(self):
         # A '%' not followed by two hex digits stays a literal '%' (%25).
         # nginx itself rejects such a request line before the app sees it;
-        # API.md 6 allows that only as a JSON error of the API's shape, not
+        # docs/API.md 6 allows that only as a JSON error of the API's shape, not
         # counted. Either outcome passes; anything else fails.
         self.accepted_as_or_rejected_cleanly({"/api/100%/": "/api/100%25/",
                                               "/api/%zz/": "/api/%25zz/",

@@ -6,11 +6,11 @@ escaped form). For every case, and for every answer it gets:
 
   * the status is one of the case's statuses, and one the API documents;
   * the body is strict UTF-8 JSON (support.Response.json()) with
-    Content-Type application/json, an error of the API.md 6 shape for every
+    Content-Type application/json, an error of the docs/API.md 6 shape for every
     4xx/5xx, no body for HEAD, and a Content-Length that matches;
   * no injected header appears: every response header name is one the
     service sends, and none is Set-Cookie or X-Evil;
-  * an /api/ answer names the canonical path that API.md 1 computes from the
+  * an /api/ answer names the canonical path that docs/API.md 1 computes from the
     request target (reference implementation below), which is printable
     ASCII, at most 2048 bytes and a fixed point of the canonicalisation;
   * a 308 has a printable Location equal to its body's "location".
@@ -39,7 +39,7 @@ from support import HTTP09, StackTestCase, parse_responses
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "hostile_corpus.txt")
 
-# What the API documents (API.md 6 and the endpoints), nginx-level JSON errors
+# What the API documents (docs/API.md 6 and the endpoints), nginx-level JSON errors
 # included: 505 is nginx's answer to a request line with an HTTP version it
 # does not speak (README, "The API", error codes).
 DOCUMENTED = {200, 202, 308, 400, 401, 403, 404, 405, 408, 409, 413, 414, 429, 503, 505}
@@ -146,14 +146,14 @@ def load_corpus(path=CORPUS):
 
 
 
-# ---- API.md 1: the reference canonical path -------------------------------------------
+# ---- docs/API.md 1: the reference canonical path -------------------------------------------
 
 KEEP = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/")
 HEX = set(b"0123456789abcdefABCDEF")
 
 
 def canon(target):
-    """API.md 1 applied to a request target (bytes); returns the canonical str."""
+    """docs/API.md 1 applied to a request target (bytes); returns the canonical str."""
     for i, c in enumerate(target):
         if c in b"?#":
             target = target[:i]

@@ -200,15 +200,15 @@ static void test_defaults(void **state)
     assert_int_equal(c.redis_timeout_ms, 500);
     assert_int_equal(c.redis_backoff_max_ms, 2000);
     assert_int_equal(c.flush_interval_ms, 10);
-    assert_true(c.flush_interval_ms < 100); /* API.md 1: visible within 100 ms */
+    assert_true(c.flush_interval_ms < 100); /* docs/API.md 1: visible within 100 ms */
     assert_int_equal(c.flush_batch_paths, 512);
     assert_int_equal(c.hit_buffer_bytes, 16777216);
-    assert_int_equal(c.stats_default_limit, 100); /* API.md 3 */
-    assert_int_equal(c.stats_max_limit, 10000);   /* API.md 3 */
+    assert_int_equal(c.stats_default_limit, 100); /* docs/API.md 3 */
+    assert_int_equal(c.stats_max_limit, 10000);   /* docs/API.md 3 */
     assert_int_equal(c.test_enabled, 1);
     assert_string_equal(c.test_token, "");
-    assert_string_equal(c.test_target_url, "http://127.0.0.1:5000"); /* API.md 4 */
-    assert_int_equal(c.test_max_requests, 100000);                   /* API.md 4 */
+    assert_string_equal(c.test_target_url, "http://127.0.0.1:5000"); /* docs/API.md 4 */
+    assert_int_equal(c.test_max_requests, 100000);                   /* docs/API.md 4 */
     assert_int_equal(c.test_max_active, 4);
     assert_int_equal(c.test_concurrency, 32);
     assert_int_equal(c.test_request_timeout_ms, 5000);
@@ -630,7 +630,7 @@ static void test_runs_kept_under_active(void **state)
     assert_int_equal(load(&cfg, err, sizeof(err)), 0);
 }
 
-/* API.md 1: a hit's wait in its worker plus a cached page's age leave 10 of
+/* docs/API.md 1: a hit's wait in its worker plus a cached page's age leave 10 of
  * the 100 ms for the write. */
 static void test_cache_plus_flush_bounded(void **state)
 {

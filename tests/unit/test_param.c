@@ -2,7 +2,7 @@
  *
  * param_find(): exact names, first occurrence, bare and empty values, no
  * prefix matches, NULL query. param_uint(): digits only, range edges up to
- * ULLONG_MAX, every malformed form API.md 3 and 4 name.
+ * ULLONG_MAX, every malformed form docs/API.md 3 and 4 name.
  */
 
 #include <limits.h>

@@ -1,6 +1,6 @@
 /* test_path.c -- unit tests for path.c
  *
- * Every example of API.md section 1, the edges of each step (cut, decode,
+ * Every example of docs/API.md section 1, the edges of each step (cut, decode,
  * dot segments, re-encoding, the 2048-byte bound) and the properties on
  * random byte strings: printable ASCII, leading '/', no '"' '\\' '?' '#',
  * '%' only in upper-case escapes, length bound, idempotence, and agreement
@@ -509,7 +509,7 @@ static void test_random_properties(void **state)
             report(seed, i, in, len, bad);
         }
         if (strcmp(out, want) != 0) {
-            report(seed, i, in, len, "differs from the model of API.md");
+            report(seed, i, in, len, "differs from the model of docs/API.md");
         }
         if (canon(out, outlen, again, &againlen) != 0 || strcmp(again, out) != 0) {
             report(seed, i, in, len, "canon(canon(p)) != canon(p)");

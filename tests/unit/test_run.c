@@ -1,6 +1,6 @@
 /* test_run.c -- unit tests for run.c
  *
- * Status names, run ids, and the API.md 5 object: every field with its
+ * Status names, run ids, and the docs/API.md 5 object: every field with its
  * JSON type, null times before they happen, ISO 8601 UTC times, and
  * elapsed_seconds / requests_per_second from started and finished (or now
  * while running).
@@ -180,7 +180,7 @@ static void assert_iso_utc(json_t *v)
     }
 }
 
-/* Every API.md 5 field, with its JSON type. */
+/* Every docs/API.md 5 field, with its JSON type. */
 static void check_shape(json_t *o, const struct run *r)
 {
     json_t *pool;
@@ -361,7 +361,7 @@ static void test_json_elapsed_exact_ms(void **state)
     }
 }
 
-/* API.md 5's own example: 640 requests completed 0.41 s after the start
+/* docs/API.md 5's own example: 640 requests completed 0.41 s after the start
  * read as 0.41 s and 1561.0 requests per second (640 / 0.41 = 1560.98). */
 static void test_json_api_example(void **state)
 {
@@ -379,7 +379,7 @@ static void test_json_api_example(void **state)
     json_decref(o);
     assert_true(fabs(elapsed - 0.41) < 1e-9);
     if (fabs(rate - 640 / 0.41) > 0.05) {
-        fail_msg("requests_per_second %.3f, API.md says 1561.0", rate);
+        fail_msg("requests_per_second %.3f, docs/API.md says 1561.0", rate);
     }
 }
 

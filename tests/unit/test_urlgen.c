@@ -1,6 +1,6 @@
 /* test_urlgen.c -- unit tests for urlgen.c
  *
- * The shape API.md 4 promises of a run's URLs, checked on 60,000 draws
+ * The shape docs/API.md 4 promises of a run's URLs, checked on 60,000 draws
  * from one generator: ^/api/(s/){1,6}$ with every s from a pool of exactly
  * three distinct [a-z0-9]{6} strings, every depth and every pool member
  * seen, and frequencies inside bounds wide enough never to flake (each is
