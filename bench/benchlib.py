@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import stack as stackmod  # noqa: E402  (tests/stack.py)
 
-# The store's schema (app/store.c): every key under this prefix.
+# The store's schema (app/counters.c, app/runs.c): every key under this prefix.
 KEY_PREFIX = "reqstats:"
 K_HITS = KEY_PREFIX + "hits"
 K_TOTAL = KEY_PREFIX + "total"

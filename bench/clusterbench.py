@@ -17,7 +17,7 @@ replicas (tests/cluster.py) beside the standalone one, and:
      per hit on each node (utime + stime from /proc/<pid>/stat over the
      runs, divided by the hits its shards took), replicas included;
   4. report: BENCH_FILL_URLS URLs with the standalone fill's paths and counts,
-     written in the app's cluster layout (docs/fragments/cluster.md: shard =
+     written in the app's cluster layout (docs/API.md section 7: shard =
      FNV-1a(path) mod S, shard i's keys under the hash tag found for it) by
      one `redis-cli --pipe` per master; checked through the app (unique_urls,
      total, the top URL, a hit on a loaded path landing on its member);
