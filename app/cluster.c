@@ -741,6 +741,37 @@ int cluster_ping(struct cluster *cl)
     return rc;
 }
 
+int cluster_ping_each(struct cluster *cl, int *idx, int *up, int max)
+{
+    int n = 0;
+
+    maybe_refresh(cl);
+    for (int i = 0; i < cl->map.nnodes && n < max; i++) {
+        struct node *nd = &cl->nodes[i];
+        redisContext *c = query_conn(cl, i);
+        redisReply *rep = NULL;
+        struct cmd ping;
+
+        idx[n] = i;
+        up[n] = 0;
+        if (c != NULL) {
+            cmd_init(&ping, CMD_ANY_SLOT);
+            cmd_str(&ping, "PING");
+            rep = redisCommandArgv(c, ping.argc, ping.argv, ping.len);
+            cmd_free(&ping);
+            if (rep == NULL) {
+                node_failed(cl, nd, "PING", c->errstr);
+            } else if (rep->type == REDIS_REPLY_STATUS) {
+                node_ok(nd);
+                up[n] = 1;
+            }
+        }
+        freeReplyObject(rep);
+        n++;
+    }
+    return n;
+}
+
 const char *cluster_slot_node(const struct cluster *cl, int slot)
 {
     int i = slotmap_owner(&cl->map, slot);

@@ -48,6 +48,14 @@ int cluster_refresh(struct cluster *cl);
 /* PING every master. Returns 0 when all answered. */
 int cluster_ping(struct cluster *cl);
 
+/* PING each node the router knows (the seeds and every master it has
+ * read in a slot map, failed ones included), one at a time: a node down
+ * or backing off counts as not answering without being waited for, and
+ * does not hide the others. Fills idx[] with up to max node indexes (for
+ * cluster_node_name()) and up[] with 1 for each that answered. Returns
+ * how many it filled. */
+int cluster_ping_each(struct cluster *cl, int *idx, int *up, int max);
+
 /* "host:port" of the node serving slot, or "?" when unknown. Borrowed,
  * valid until the map changes. */
 const char *cluster_slot_node(const struct cluster *cl, int slot);

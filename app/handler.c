@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "cluster.h"
 #include "jsonbuf.h"
 #include "log.h"
 #include "metrics.h"
@@ -425,6 +426,10 @@ static void serve_run_list(const struct handler_ctx *ctx, struct request *r)
 
 /* Longest history a request may ask for, in minutes. */
 #define HISTORY_MINUTES_MAX 1440
+
+/* Masters /metrics lists in cluster mode (the router knows at most this
+ * many nodes). */
+#define METRICS_NODES_MAX   128
 #define HISTORY_MINUTES_DEF 60
 
 /* 1 if auth is exactly "Bearer <token>"; the token is compared in constant
@@ -568,19 +573,31 @@ static void serve_cancel(const struct handler_ctx *ctx, struct request *r)
 /* GET /metrics: Prometheus text, also while Redis is down. */
 static void serve_metrics(const struct handler_ctx *ctx, struct request *r)
 {
+    struct metrics_node nodes[METRICS_NODES_MAX];
+    int idx[METRICS_NODES_MAX], up_of[METRICS_NODES_MAX], nnodes = 0;
     struct metrics_redis sm;
     struct counters_totals tot;
     char *text = NULL;
     size_t len = 0;
     int up = counters_totals(ctx->ctr, &tot) == 0 && runs_by_status(ctx->runs, sm.runs) == 0;
-    FILE *f = open_memstream(&text, &len);
+    FILE *f;
     int rc = -1;
+
+    /* docs/API.md section 8: in cluster mode reqstats_redis_up per node. */
+    if (cluster_mode(ctx->cl)) {
+        nnodes = cluster_ping_each(ctx->cl, idx, up_of, METRICS_NODES_MAX);
+        for (int i = 0; i < nnodes; i++) {
+            nodes[i].name = cluster_node_name(ctx->cl, idx[i]);
+            nodes[i].up = up_of[i];
+        }
+    }
+    f = open_memstream(&text, &len);
 
     sm.total = tot.total;
     sm.unique = tot.unique;
     sm.dropped = tot.dropped;
     if (f != NULL) {
-        rc = metrics_render(f, ctx->mx, up ? &sm : NULL);
+        rc = metrics_render(f, ctx->mx, up ? &sm : NULL, nodes, nnodes);
         if (fclose(f) != 0) {
             rc = -1;
         }

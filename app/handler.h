@@ -21,6 +21,7 @@ struct handler_ctx {
     struct hitbuf *hb;
     struct statcache *sc; /* shared /stats/ answers; NULL: none */
     struct metrics *mx;   /* shared process figures for /metrics; NULL: none */
+    struct cluster *cl;   /* the Redis router beneath ctr and runs */
 };
 
 /* Answer the request read by FCGX_Accept_r(): compute the canonical path

@@ -126,12 +126,32 @@ static void head(FILE *out, const char *name, const char *type, const char *help
     fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* reqstats_redis_up: 1 when this scrape read the totals of every shard
- * (every master, in cluster mode) and the test-run records. */
-static void render_redis_up(FILE *out, int up)
+/* reqstats_redis_up. Standalone: 1 when this scrape read the totals and
+ * the test-run records. Cluster: one sample per master, 1 when it answered
+ * a PING during this scrape (node names come from CLUSTER SHARDS; quotes,
+ * backslashes and newlines are escaped as the format asks). */
+static void render_redis_up(FILE *out, int up, const struct metrics_node *nodes, int nnodes)
 {
-    head(out, "reqstats_redis_up", "gauge", "1 if Redis answered this scrape, else 0.");
-    fprintf(out, "reqstats_redis_up %d\n", up);
+    head(out, "reqstats_redis_up", "gauge",
+         "1 if Redis (each master, by node) answered this scrape, else 0.");
+    if (nnodes == 0) {
+        fprintf(out, "reqstats_redis_up %d\n", up);
+        return;
+    }
+    for (int i = 0; i < nnodes; i++) {
+        fputs("reqstats_redis_up{node=\"", out);
+        for (const char *p = nodes[i].name; *p != '\0'; p++) {
+            if (*p == '\\' || *p == '"') {
+                fputc('\\', out);
+                fputc(*p, out);
+            } else if (*p == '\n') {
+                fputs("\\n", out);
+            } else {
+                fputc(*p, out);
+            }
+        }
+        fprintf(out, "\"} %d\n", nodes[i].up);
+    }
 }
 
 static void render_redis(FILE *out, const struct metrics_redis *r)
@@ -199,12 +219,13 @@ static void render_processes(FILE *out, const struct metrics *mx)
     fprintf(out, "reqstats_process_start_time_seconds %lld\n", (long long)mx->start_s);
 }
 
-int metrics_render(FILE *out, const struct metrics *mx, const struct metrics_redis *redis)
+int metrics_render(FILE *out, const struct metrics *mx, const struct metrics_redis *redis,
+                   const struct metrics_node *nodes, int nnodes)
 {
     head(out, "reqstats_build_info", "gauge",
          "Always 1; the version label names the running build.");
     fprintf(out, "reqstats_build_info{version=\"%s\"} 1\n", REQSTATS_VERSION);
-    render_redis_up(out, redis != NULL);
+    render_redis_up(out, redis != NULL, nodes, nnodes);
     if (redis != NULL) {
         render_redis(out, redis);
     }

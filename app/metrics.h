@@ -43,11 +43,20 @@ struct metrics_redis {
     long long runs[RUN_STATUSES];
 };
 
+/* One Redis Cluster node as a scrape saw it. */
+struct metrics_node {
+    const char *name; /* "host:port", borrowed */
+    int up;           /* 1: it answered a PING during this scrape */
+};
+
 /* Write the Prometheus text exposition (format 0.0.4) to out: the Redis
  * series from redis (NULL while Redis is down: reqstats_redis_up 0 and no
  * Redis-derived series at all), then the process series from mx (NULL:
- * none). Returns 0, or -1 if writing to out failed. */
-int metrics_render(FILE *out, const struct metrics *mx, const struct metrics_redis *redis);
+ * none). With nnodes > 0 (cluster mode) reqstats_redis_up is one sample
+ * per node of nodes[], labelled node="host:port"; else one unlabelled
+ * sample. Returns 0, or -1 if writing to out failed. */
+int metrics_render(FILE *out, const struct metrics *mx, const struct metrics_redis *redis,
+                   const struct metrics_node *nodes, int nnodes);
 
 /* The Content-Type of that text. */
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"

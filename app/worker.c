@@ -591,6 +591,7 @@ static int worker_init(struct worker *w, const struct config *cfg, int listen_fd
     }
     w->ctx.cfg = cfg;
     w->ctx.ctr = w->ctr;
+    w->ctx.cl = w->cl;
     w->ctx.runs = w->runs;
     w->ctx.hb = w->hb;
     w->ctx.sc = sc;

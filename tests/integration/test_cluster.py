@@ -415,6 +415,26 @@ class ClusterHistoryAndReset(ClusterStackTestCase):
                          {"/api/hr/after/": 3})
 
 
+    def test_metrics_redis_up_per_node(self):
+        """docs/API.md section 8: in cluster mode reqstats_redis_up has one
+        sample per node the app knows (the seeds and every master it has
+        routed to), labelled node="host:port"; every master is there and
+        up; promtool accepts it."""
+        r = self.get("/metrics")
+        self.assertEqual(r.status, 200)
+        text = r.body.decode()
+        ups = {int(n.rsplit(":", 1)[1]): v for n, v in
+               re.findall(r'^reqstats_redis_up\{node="([^"]+)"\} (\d)$', text, re.M)}
+        self.assertNotRegex(text, r"(?m)^reqstats_redis_up ")  # no unlabelled sample
+        self.assertLessEqual(set(self.cluster.masters()), set(ups), text)
+        self.assertLessEqual(set(ups), set(self.cluster.ports), text)
+        self.assertEqual(set(ups.values()), {"1"}, text)
+        self.assertRegex(text, r"(?m)^reqstats_requests_total \d+$")
+        p = subprocess.run(["promtool", "check", "metrics"], input=r.body,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.assertEqual(p.returncode, 0, p.stdout.decode())
+
+
 class StandaloneUpgrade(StackTestCase):
     """A dataset in the one-set layout every standalone release wrote keeps
     its counts: the app reads P hits, P total and P dropped and keeps

@@ -278,6 +278,15 @@ class TestClusterDown(ClusterFaultCase):
             r = self.post("/test/5/", timeout=30)
             self.assertError(r, 503)
             self.assertRegex(r.headers.get("retry-after", ""), r"^[1-9][0-9]*$", r.headers)
+            # /metrics still answers (docs/API.md section 8): the paused
+            # master is 0 by its node label, and no Redis-derived series.
+            r = self.get("/metrics", timeout=30)
+            self.assertEqual(r.status, 200)
+            text = r.body.decode()
+            ups = {int(n.rsplit(":", 1)[1]): v for n, v in
+                   re.findall(r'^reqstats_redis_up\{node="([^"]+)"\} (\d)$', text, re.M)}
+            self.assertEqual(ups.get(paused[-1]), "0", text)
+            self.assertNotRegex(text, r"(?m)^reqstats_requests_total ")
 
             # /api/ stays 200; its hits are held by the workers.
             t0 = time.monotonic()
