@@ -1,6 +1,6 @@
 /* run.c -- a test run's record and its JSON form (docs/API.md 4, 5)
  *
- * The record is what store.c keeps in Redis and what the runner updates as
+ * The record is what runs.c keeps in Redis and what the runner updates as
  * it goes; this file only names its states and renders it, so the HTTP
  * answer and the stored fields cannot drift apart. Ids are 64 random bits
  * in hex: unique across restarts without any coordination, and not
