@@ -812,6 +812,25 @@ static void test_cluster_prefix_braces(void **state)
     assert_int_equal(c.redis_nseeds, 1);
 }
 
+/* Cluster mode writes larger batch parts: FLUSH_INTERVAL_MS defaults to 50
+ * there, 10 standalone, and a value set is always taken. */
+static void test_cluster_flush_default(void **state)
+{
+    struct config c;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(load(&c, err, sizeof(err)), 0);
+    assert_int_equal(c.flush_interval_ms, 10);
+    assert_int_equal(setenv("REDIS_CLUSTER", "127.0.0.1:7000", 1), 0);
+    assert_int_equal(load(&c, err, sizeof(err)), 0);
+    assert_int_equal(c.flush_interval_ms, 50);
+    assert_true(c.flush_interval_ms + c.stats_cache_ms <= 90); /* docs/API.md 1 */
+    assert_int_equal(setenv("FLUSH_INTERVAL_MS", "10", 1), 0);
+    assert_int_equal(load(&c, err, sizeof(err)), 0);
+    assert_int_equal(c.flush_interval_ms, 10);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, clean_env, clean_env)
 
 int main(void)
@@ -838,6 +857,7 @@ int main(void)
         T(test_cluster_seeds),
         T(test_cluster_seeds_bad),
         T(test_cluster_prefix_braces),
+        T(test_cluster_flush_default),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
