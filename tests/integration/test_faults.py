@@ -399,6 +399,13 @@ class NginxReload(FaultCase):
         # the way out: every app worker must let go of them too.
         wait_for(lambda: not (set(st.children(st.nginx.pid)) & first_workers),
                  "the old nginx workers to exit")
+        # The load's last answers may all have come from workers of the
+        # second generation, which exit too: new requests (on new client
+        # connections, which only current workers accept) make the current
+        # nginx workers keep FastCGI connections, so the check below looks
+        # at live kept connections beside any dead ones.
+        for _ in range(4):
+            self.assertEqual(self.get("/api/reload-%s/after/" % t).status, 200)
         held = {}
 
         def released():
