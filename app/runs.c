@@ -281,6 +281,16 @@ static int parse_run(const redisReply *h, struct run *r)
     return r->id[0] != '\0' ? 0 : 1;
 }
 
+/* Start c as EVAL of script with nkeys keys, all in the runs' one slot;
+ * the caller appends the keys and arguments. */
+static void eval_begin(struct cmd *c, const struct runs *rs, const char *script, int nkeys)
+{
+    cmd_init(c, rs->slot);
+    cmd_str(c, "EVAL");
+    cmd_str(c, script);
+    cmd_ll(c, nkeys);
+}
+
 int runs_create(struct runs *rs, const struct run *r, int max_active, int kept)
 {
     char key[RUNKEY_MAX];
@@ -289,10 +299,7 @@ int runs_create(struct runs *rs, const struct run *r, int max_active, int kept)
     int rc;
 
     run_key(rs, r->id, key);
-    cmd_init(&c, rs->slot);
-    cmd_str(&c, "EVAL");
-    cmd_str(&c, create_script);
-    cmd_str(&c, "4");
+    eval_begin(&c, rs, create_script, 4);
     cmd_str(&c, key);
     cmd_str(&c, rs->k_active);
     cmd_str(&c, rs->k_queue);
@@ -416,10 +423,7 @@ int runs_claim(struct runs *rs, const char *owner, int64_t now_ms, struct run *r
     char id[RUN_ID_LEN + 1];
     int rc;
 
-    cmd_init(&c, rs->slot);
-    cmd_str(&c, "EVAL");
-    cmd_str(&c, claim_script);
-    cmd_str(&c, "2");
+    eval_begin(&c, rs, claim_script, 2);
     cmd_str(&c, rs->k_queue);
     cmd_str(&c, rs->k_active);
     cmd_str(&c, rs->k_run);
@@ -487,10 +491,7 @@ int runs_finish(struct runs *rs, const struct run *r, const char *owner, int ret
     int rc;
 
     run_key(rs, r->id, key);
-    cmd_init(&c, rs->slot);
-    cmd_str(&c, "EVAL");
-    cmd_str(&c, finish_script);
-    cmd_str(&c, "2");
+    eval_begin(&c, rs, finish_script, 2);
     cmd_str(&c, key);
     cmd_str(&c, rs->k_active);
     cmd_str(&c, owner);
@@ -516,10 +517,7 @@ int runs_sweep(struct runs *rs, int64_t now_ms, int64_t stale_ms, const char *re
     redisReply *rep;
     int rc;
 
-    cmd_init(&c, rs->slot);
-    cmd_str(&c, "EVAL");
-    cmd_str(&c, sweep_script);
-    cmd_str(&c, "1");
+    eval_begin(&c, rs, sweep_script, 1);
     cmd_str(&c, rs->k_active);
     cmd_str(&c, rs->k_run);
     cmd_ll(&c, now_ms);
@@ -542,10 +540,7 @@ int runs_by_status(struct runs *rs, long long *by)
     for (int i = 0; i < RUN_STATUSES; i++) {
         by[i] = 0;
     }
-    cmd_init(&c, rs->slot);
-    cmd_str(&c, "EVAL");
-    cmd_str(&c, by_status_script);
-    cmd_str(&c, "2");
+    eval_begin(&c, rs, by_status_script, 2);
     cmd_str(&c, rs->k_active);
     cmd_str(&c, rs->k_recent);
     cmd_str(&c, rs->k_run);
@@ -575,10 +570,7 @@ int runs_cancel(struct runs *rs, const char *id, int64_t now_ms, int retention_s
     int rc = -1;
 
     run_key(rs, id, key);
-    cmd_init(&c, rs->slot);
-    cmd_str(&c, "EVAL");
-    cmd_str(&c, cancel_script);
-    cmd_str(&c, "3");
+    eval_begin(&c, rs, cancel_script, 3);
     cmd_str(&c, key);
     cmd_str(&c, rs->k_active);
     cmd_str(&c, rs->k_queue);
