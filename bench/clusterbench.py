@@ -2,8 +2,19 @@
 
 What routing over a Redis Cluster costs, measured against the standalone
 stack of the same run (docs/API.md section 7). A second stack (its own
-nginx and app, STATS_CACHE_MS=0) runs on a local 3-master cluster with 3
-replicas (tests/cluster.py) beside the standalone one, and:
+nginx and app, STATS_CACHE_MS=0) runs on a local 3-master cluster
+(tests/cluster.py) beside the standalone one, once per layout of
+BENCH_CLUSTER_REPLICAS (default "0,1"), each compared like for like:
+
+  * 0: 3 masters alone against the standalone Redis alone: routing and
+    sharding only;
+  * 1: 3 masters with a replica each against the standalone Redis with a
+    replica of its own (started for these runs): routing with replication
+    on both sides. Every replica's CPU lands on the same 2 cores here, so
+    comparing a replicated cluster with an unreplicated Redis would charge
+    routing with the replicas' work.
+
+On each layout:
 
   1. hot path: the same wrk driver as the hot phase (hotpath.lua, the same
      distinct paths, the same connection count), alternated run by run
@@ -16,6 +27,9 @@ replicas (tests/cluster.py) beside the standalone one, and:
      the shards it serves), target within +-15 % of a third; and Redis CPU
      per hit on each node (utime + stime from /proc/<pid>/stat over the
      runs, divided by the hits its shards took), replicas included;
+
+and on the last layout only:
+
   4. report: BENCH_FILL_URLS URLs with the standalone fill's paths and counts,
      written in the app's cluster layout (docs/API.md section 7: shard =
      FNV-1a(path) mod S, shard i's keys under the hash tag found for it) by
@@ -33,6 +47,7 @@ replicas (tests/cluster.py) beside the standalone one, and:
 
 import json
 import os
+import socket
 import subprocess
 import time
 import urllib.error
@@ -90,6 +105,74 @@ def order(model):
     model.sort(key=lambda m: (-m[0], m[1]))
 
 
+def layout_name(replicas):
+    return ("3 masters alone" if replicas == 0 else
+            "3 masters with %d replica%s each" % (replicas, "" if replicas == 1 else "s"))
+
+
+class StandaloneReplica:
+    """A redis-server replicating the standalone stack's Redis while the
+    replicated layout is measured, so both sides of the comparison pay for
+    a replica. Persistence as the cluster nodes'. A context manager: ready
+    (link up, initial sync done, offsets equal) on entry, stopped on exit."""
+
+    def __init__(self, run_dir, master_port, persist):
+        self.run_dir = run_dir
+        self.master_port = master_port
+        self.persist = persist
+        self.port = stackmod.free_port()
+        self.proc = None
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def info(self, port):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(stackmod._resp("INFO", "replication"))
+            text = stackmod._read_resp(s.makefile("rb"))
+        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+    def synced(self):
+        if self.proc.poll() is not None:
+            raise B.BenchError("the standalone replica exited with %s; see %s"
+                               % (self.proc.returncode, self.log))
+        try:
+            mine, theirs = self.info(self.port), self.info(self.master_port)
+        except OSError:
+            return False
+        return (mine.get("master_link_status") == "up" and
+                mine.get("master_sync_in_progress") == "0" and
+                mine.get("slave_repl_offset") == theirs.get("master_repl_offset"))
+
+    def __enter__(self):
+        os.makedirs(self.run_dir, exist_ok=True)
+        self.log = os.path.join(self.run_dir, "redis.log")
+        B.log("bench: cluster: a replica of the standalone Redis on port %d" % self.port)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", self.run_dir, "--save", "", "--daemonize", "no",
+             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "everysec",
+             "--logfile", self.log, "--replicaof", "127.0.0.1", str(self.master_port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            stackmod.wait_until(self.synced, 300, "the standalone replica to sync")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return False
+
+
 class ClusterPhase:
     def __init__(self, bench):
         self.b = bench
@@ -99,11 +182,12 @@ class ClusterPhase:
 
     # ---- the cluster stack --------------------------------------------------------
 
-    def start(self):
+    def start(self, replicas):
         k, b = self.k, self.b
-        B.log("bench: cluster: starting 6 redis-server (3 masters, 3 replicas)")
-        self.cl = clustermod.LocalCluster(os.path.join(b.run_dir, "cluster"),
-                                          persist=bool(k.redis_aof), node_timeout_ms=5000)
+        B.log("bench: cluster: starting %s" % layout_name(replicas))
+        self.cl = clustermod.LocalCluster(os.path.join(b.run_dir, "cluster-r%d" % replicas),
+                                          persist=bool(k.redis_aof), node_timeout_ms=5000,
+                                          replicas=replicas)
         try:
             self.cl.start(timeout=120)
         except Exception as e:
@@ -115,7 +199,8 @@ class ClusterPhase:
             kwargs["nginx_workers"] = k.nginx_workers
         if k.keepalive is not None:
             kwargs["nginx_keepalive"] = k.keepalive
-        self.st = stackmod.Stack(os.path.join(b.run_dir, "cluster-stack"), **kwargs)
+        self.st = stackmod.Stack(os.path.join(b.run_dir, "cluster-stack-r%d" % replicas),
+                                 **kwargs)
         try:
             self.st.start()
         except Exception as e:
@@ -126,9 +211,10 @@ class ClusterPhase:
         self.pids0 = B.app_pids(self.st)
         self.masters = self.cl.masters()
         self.replica_of = {r: s["master"] for s in self.cl.shards() for r in s["replicas"]}
-        self.out["layout"] = [{"slots": s["slots"], "master": s["master"],
-                               "replicas": s["replicas"]} for s in self.cl.shards()]
-        self.out["cluster_start_s"] = round(self.cl.start_seconds, 2)
+        self.out.setdefault("layouts", {})[str(replicas)] = {
+            "shards": [{"slots": s["slots"], "master": s["master"], "replicas": s["replicas"]}
+                       for s in self.cl.shards()],
+            "cluster_start_s": round(self.cl.start_seconds, 2)}
 
     def stop(self):
         if self.st is not None:
@@ -137,8 +223,10 @@ class ClusterPhase:
             self.out["app_exit_code"] = rc
             if rc not in (0, None):
                 self.b.fail("cluster: the app exited with %s on SIGTERM" % rc)
+            self.st = None
         if self.cl is not None:
             self.cl.stop()
+            self.cl = None
 
     # ---- totals per master ------------------------------------------------------------
 
@@ -236,7 +324,19 @@ class ClusterPhase:
 
     # ---- 1-3: hot path, counting, spread, CPU per hit ---------------------------------
 
-    def hot(self):
+    def hot(self, replicas):
+        """Figures 1-3 on the running cluster, against the standalone stack
+        with as many replicas (docs of this module)."""
+        k, b = self.k, self.b
+        if replicas:
+            with StandaloneReplica(os.path.join(b.run_dir, "standalone-replica"),
+                                   b.st.redis_port, bool(k.redis_aof)) as rep:
+                groups = dict(b.cpu_groups(), redis_replica=[rep.pid])
+                self.out["hot_r1"] = self.hot_runs("r1-", groups)
+        else:
+            self.out["hot_r0"] = self.hot_runs("r0-", None)
+
+    def hot_runs(self, label, sa_groups):
         k, b = self.k, self.b
         conns = 32 if 32 in k.connections else k.connections[0]
         env = {"BENCH_PATHS": str(k.paths), "BENCH_PATH_PREFIX": "/api/bench/"}
@@ -250,14 +350,14 @@ class ClusterPhase:
         for i in range(1, k.repeat + 1):
             B.log("bench: cluster c=%d run %d/%d: standalone hot path" % (conns, i, k.repeat))
             e0 = eval_stats(b.st.redis_cmd("INFO", "commandstats"))
-            sa.append(b.counted_wrk("cl-standalone-r%d" % i, "/api/", conns, k.duration,
-                                    "hotpath.lua", env))
+            sa.append(b.counted_wrk("cl-%sstandalone-r%d" % (label, i), "/api/", conns, k.duration,
+                                    "hotpath.lua", env, groups=sa_groups))
             e1 = eval_stats(b.st.redis_cmd("INFO", "commandstats"))
             for f in ev_sa:
                 ev_sa[f] += e1[f] - e0[f]
             B.log("bench: cluster c=%d run %d/%d: cluster hot path" % (conns, i, k.repeat))
             e0 = {p: eval_stats(self.cl.cmd(p, "INFO", "commandstats")) for p in self.masters}
-            cl.append(self.counted("cl-cluster-r%d" % i, "/api/", conns, k.duration,
+            cl.append(self.counted("cl-%scluster-r%d" % (label, i), "/api/", conns, k.duration,
                                    "hotpath.lua", env))
             e1 = {p: eval_stats(self.cl.cmd(p, "INFO", "commandstats")) for p in self.masters}
             for p in self.masters:
@@ -291,6 +391,10 @@ class ClusterPhase:
             v["idle_cpu_s_per_s"] = round(idle[port], 4)
             v["net_us_per_hit"] = round(net * 1e6 / v["hits"], 2) if v["hits"] else None
         sa_redis = B.median([r["per_request_cpu_us"]["redis"] for r in sa])
+        sa_replica = None
+        if sa_groups and "redis_replica" in sa_groups:
+            sa_replica = B.median([r["cpu"]["redis_replica"] * 1e6 /
+                                   max(1, r["count"]["nginx_upstream"]) for r in sa])
         # Batching: hits per EVAL and the time Redis spent inside EVAL
         # (INFO commandstats), standalone and per master.
         sa_hits = sum(r["count"]["nginx_upstream"] for r in sa)
@@ -308,7 +412,8 @@ class ClusterPhase:
                 if e["calls"] else None,
                 "cpu_us_per_eval": round(cpu[str(p)]["cpu_s"] * 1e6 / e["calls"], 2)
                 if e["calls"] else None}
-        self.out["hot"] = {
+        return {
+            "replicas": len(self.replica_of) // max(1, len(self.masters)),
             "connections": conns, "paths": k.paths,
             "standalone_rps": sa_rps, "cluster_rps": cl_rps,
             "ratio": round(cl_rps / sa_rps, 3) if sa_rps else None,
@@ -320,6 +425,7 @@ class ClusterPhase:
             "share_per_master": share, "spread_ok": spread_ok,
             "redis_cpu_per_node": cpu, "batching": batching,
             "standalone_redis_us_per_hit": sa_redis,
+            "standalone_replica_us_per_hit": round(sa_replica, 2) if sa_replica else None,
             "cluster_app_workers_us_per_request":
                 B.median([r["per_request_cpu_us"].get("app_workers") for r in cl]),
             "standalone_app_workers_us_per_request":
@@ -569,12 +675,16 @@ class ClusterPhase:
             self.b.fail("cluster: the masters changed during the run (a failover?)")
 
     def run(self):
+        layouts = self.k.cluster_replicas
         try:
-            self.start()
-            self.hot()
-            if self.k.cluster_report:
-                self.report()
-            self.health()
+            for n, replicas in enumerate(layouts):
+                self.start(replicas)
+                self.hot(replicas)
+                if self.k.cluster_report and n == len(layouts) - 1:
+                    self.report()
+                self.health()
+                if n < len(layouts) - 1:
+                    self.stop()
         except (OSError, RuntimeError, ValueError, KeyError) as e:
             raise B.BenchError("cluster phase: %s: %s" % (type(e).__name__, e))
         finally:
@@ -584,20 +694,25 @@ class ClusterPhase:
 
 # ---- for bench/run's table and targets ----------------------------------------------------
 
+def hot_results(c):
+    """[(replicas, hot figures)] in the order measured."""
+    return [(int(key[-1]), c[key]) for key in ("hot_r0", "hot_r1") if c.get(key)]
+
+
 def targets(c):
     out = []
-    h = c.get("hot")
-    if h:
-        out.append(("cluster hot path >= %.2f x standalone" % T_CLUSTER_HOT,
+    for n, h in hot_results(c):
+        side = "alone" if n == 0 else "+ replicas"
+        out.append(("cluster hot path >= %.2f x standalone (%s)" % (T_CLUSTER_HOT, side),
                     "%.3f (%s)" % (h["ratio"] or 0, " ".join("%.2f" % x for x in h["pair_ratios"]
                                                             if x is not None)),
                     "PASS" if h["ratio"] and h["ratio"] >= T_CLUSTER_HOT else "FAIL"))
-        exact = sum(1 for r in h["runs"]["cluster"] if r["count"]["result"] == "exact")
-        n = len(h["runs"]["cluster"])
-        out.append(("cluster counting exact", "%d/%d runs" % (exact, n),
-                    "PASS" if exact == n else "FAIL"))
-        out.append(("each master within +-%.0f%% of 1/%d of hits"
-                    % (100 * T_MASTER_SPREAD, len(h["share_per_master"])),
+        runs = h["runs"]["cluster"]
+        exact = sum(1 for r in runs if r["count"]["result"] == "exact")
+        out.append(("cluster counting exact (%s)" % side, "%d/%d runs" % (exact, len(runs)),
+                    "PASS" if exact == len(runs) else "FAIL"))
+        out.append(("each master within +-%.0f%% of 1/%d of hits (%s)"
+                    % (100 * T_MASTER_SPREAD, len(h["share_per_master"]), side),
                     " ".join("%.3f" % v for v in h["share_per_master"].values()),
                     "PASS" if h["spread_ok"] else "FAIL"))
     r = c.get("report")
@@ -615,11 +730,12 @@ def targets(c):
 
 def table(c):
     L = [""]
-    h = c.get("hot")
-    L.append("6. cluster: 3 masters + 3 replicas on loopback (tests/cluster.py), its own nginx "
-             "and app beside the standalone stack; cluster started in %s s"
-             % c.get("cluster_start_s"))
-    if h:
+    L.append("6. cluster on loopback (tests/cluster.py), its own nginx and app beside the "
+             "standalone stack")
+    for n, h in hot_results(c):
+        L.append("   %s (started in %s s) against the standalone Redis %s:"
+                 % (layout_name(n), c["layouts"][str(n)]["cluster_start_s"],
+                    "alone" if n == 0 else "with a replica"))
         L.append("   hot path at %d conns, alternated: standalone %s req/s (p99 %.2f ms), "
                  "cluster %s req/s (p99 %.2f ms)  ->  ratio %s (pairs %s)"
                  % (h["connections"], B_fmt(h["standalone_rps"]), h["standalone_p99_ms"],
@@ -629,11 +745,13 @@ def table(c):
                  % (h["standalone_app_workers_us_per_request"] or 0,
                     h["cluster_app_workers_us_per_request"] or 0))
         L.append("   hits per master: %s" % "  ".join(
-            "%s: %d (%.1f%%)" % (p, n, 100 * h["share_per_master"][p])
-            for p, n in h["hits_per_master"].items()))
-        L.append("   Redis CPU per hit (us): standalone %.2f; cluster nodes (net of idle CPU in "
-                 "brackets): %s"
-                 % (h["standalone_redis_us_per_hit"] or 0, "  ".join(
+            "%s: %d (%.1f%%)" % (p, hits, 100 * h["share_per_master"][p])
+            for p, hits in h["hits_per_master"].items()))
+        L.append("   Redis CPU per hit (us): standalone %.2f%s; cluster nodes (net of idle CPU "
+                 "in brackets): %s"
+                 % (h["standalone_redis_us_per_hit"] or 0,
+                    ", its replica %.2f" % h["standalone_replica_us_per_hit"]
+                    if h.get("standalone_replica_us_per_hit") else "", "  ".join(
                      "%s %s %s (%s)" % (p, v["role"], v["us_per_hit"], v["net_us_per_hit"])
                      for p, v in h["redis_cpu_per_node"].items())))
         L.append("   batching: %s" % "  ".join(

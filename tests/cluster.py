@@ -3,7 +3,8 @@
 
 LocalCluster starts 6 redis-server (cluster-enabled) on ports base..base+5
 (cluster bus on +10000), joins them with `redis-cli --cluster create
---cluster-replicas 1` (3 masters, 3 replicas) and waits until every node says
+--cluster-replicas 1` (3 masters, 3 replicas; or 3 masters alone with
+replicas=0, as the benchmark's routing figure uses) and waits until every node says
 `cluster_state:ok` and every node sees the same slot map. It is what the
 integration tests, `make run-cluster` (tests/stack.py) and the benchmark use,
 so they share one way of starting a cluster. Python standard library only.
@@ -16,7 +17,7 @@ SHARDS`, `ROLE`): after `--cluster create` replicas are not paired with
 masters in port order, and after a failover the roles are swapped.
 
 All state (nodes.conf, append-only files, logs, pid files) lives under one
-directory. A cluster whose six nodes.conf files already exist is restarted
+directory. A cluster whose nodes.conf files all exist already is restarted
 from them instead of created again (make run-cluster keeps its counts).
 
 Timing: cluster-node-timeout is small (2000 ms by default) so a crashed master
@@ -33,7 +34,8 @@ import time
 
 from stack import _read_resp, _resp, wait_until
 
-NODES = 6
+MASTERS = 3
+NODES = 6  # MASTERS with one replica each: the default layout
 SLOTS = 16384
 BUS_OFFSET = 10000
 
@@ -126,14 +128,20 @@ class ClusterError(RuntimeError):
 class LocalCluster:
     """Six redis-server in cluster mode under run_dir: 3 masters, 3 replicas.
 
-    base_port: first client port (None: a free range); persist: append-only
+    base_port: first client port (None: a free range); replicas: per master
+    (1, or 0 for 3 masters alone: no fault that needs a replica works then);
+    persist: append-only
     files (fsync every second), so a node stopped and started keeps its data;
     node_timeout_ms: cluster-node-timeout.
     """
 
     def __init__(self, run_dir, base_port=None, password=None, persist=True,
-                 node_timeout_ms=2000):
+                 node_timeout_ms=2000, replicas=1):
+        if replicas not in (0, 1):
+            raise ValueError("replicas: 0 or 1 per master")
         self.run_dir = os.path.abspath(run_dir)
+        self.replicas = replicas
+        self.nodes = MASTERS * (1 + replicas)
         self.base_port = base_port
         self.password = password
         self.persist = persist
@@ -146,7 +154,7 @@ class LocalCluster:
 
     @property
     def ports(self):
-        return [self.base_port + i for i in range(NODES)]
+        return [self.base_port + i for i in range(self.nodes)]
 
     @property
     def seeds(self):
@@ -170,13 +178,13 @@ class LocalCluster:
     # ---- processes -------------------------------------------------------------------
 
     def start(self, timeout=60):
-        """Start (or restart from their nodes.conf) the six nodes; create the
+        """Start (or restart from their nodes.conf) every node; create the
         cluster if it is new; return once it is ok everywhere."""
         t0 = time.monotonic()
         os.makedirs(self.run_dir, exist_ok=True)
         if self.base_port is None:
-            self.base_port = free_base()
-        if self.base_port + NODES - 1 + BUS_OFFSET > 65535:
+            self.base_port = free_base(self.nodes)
+        if self.base_port + self.nodes - 1 + BUS_OFFSET > 65535:
             raise ClusterError("base port %d: bus ports would pass 65535" % self.base_port)
         fresh = not all(os.path.exists(os.path.join(self.node_dir(p), "nodes.conf"))
                         for p in self.ports)
@@ -257,7 +265,7 @@ class LocalCluster:
 
     def _create(self):
         self._cli("--cluster", "create", *["127.0.0.1:%d" % p for p in self.ports],
-                  "--cluster-replicas", "1", "--cluster-yes")
+                  "--cluster-replicas", str(self.replicas), "--cluster-yes")
 
     def stop(self, timeout=10):
         """Stop every node this object started (SIGTERM, then SIGKILL), by PID."""
