@@ -762,6 +762,10 @@ def table(c):
         L.append("   counting: %s" % ", ".join(
             "%s %s (%d)" % (r["tag"].split("/")[-1], r["count"]["result"],
                             r["count"]["nginx_upstream"]) for r in h["runs"]["cluster"]))
+    if c.get("hot_r0") and c.get("hot_r1") and c["hot_r0"]["standalone_rps"]:
+        L.append("   not like for like (information): the replicated cluster against the "
+                 "standalone Redis alone, runs minutes apart: %.3f"
+                 % (c["hot_r1"]["cluster_rps"] / c["hot_r0"]["standalone_rps"]))
     r = c.get("report")
     if r:
         L.append("   /stats/?limit=100 at %d URLs, uncached, %d conn: standalone first page p50 "
