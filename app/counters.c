@@ -977,6 +977,37 @@ static void free_round(redisReply **r, int n)
     }
 }
 
+/* A round over the whole dataset (history, reset, totals): n commands,
+ * their replies, and room for nkeys key names of KEY_MAX bytes each. */
+struct round {
+    int n;
+    struct cmd *c;
+    redisReply **r;
+    char *keys;
+};
+
+static int round_open(struct round *rd, int n, size_t nkeys)
+{
+    rd->n = n;
+    rd->c = calloc((size_t)n, sizeof(*rd->c));
+    rd->r = calloc((size_t)n, sizeof(redisReply *));
+    rd->keys = nkeys > 0 ? malloc(nkeys * KEY_MAX) : NULL;
+    return rd->c != NULL && rd->r != NULL && (nkeys == 0 || rd->keys != NULL) ? 0 : -1;
+}
+
+static void round_close(struct round *rd)
+{
+    for (int i = 0; rd->c != NULL && i < rd->n; i++) {
+        cmd_free(&rd->c[i]);
+    }
+    if (rd->r != NULL) {
+        free_round(rd->r, rd->n);
+    }
+    free(rd->keys);
+    free(rd->r);
+    free(rd->c);
+}
+
 /* total and dropped from an MGET reply. Returns 0 or -1. */
 static int totals_of(const redisReply *r, long long *total, long long *dropped)
 {
@@ -1507,9 +1538,7 @@ int counters_history(struct counters *ctr, int64_t first, size_t n, long long *c
     int64_t h0 = first / HISTORY_PER_HOUR;
     int64_t h1 = (first + (int64_t)n - 1) / HISTORY_PER_HOUR;
     int hours = (int)(h1 - h0 + 1), rc = -1, ns = ctr->n;
-    struct cmd *c = NULL;
-    redisReply **r = NULL;
-    char *keys = NULL;
+    struct round rd;
 
     if (n == 0 || first < 0 || h1 - h0 + 1 > COUNTERS_HISTORY_HOURS_MAX || ctr->fatal ||
         (!ctr->layout_ok && layout_check(ctr) != 0)) {
@@ -1518,40 +1547,40 @@ int counters_history(struct counters *ctr, int64_t first, size_t n, long long *c
     for (size_t i = 0; i < n; i++) {
         counts[i] = 0;
     }
-    c = calloc((size_t)ns, sizeof(*c));
-    r = calloc((size_t)ns, sizeof(redisReply *));
-    keys = malloc((size_t)ns * (size_t)hours * KEY_MAX);
-    if (c == NULL || r == NULL || keys == NULL) {
+    if (round_open(&rd, ns, (size_t)ns * (size_t)hours) != 0) {
         goto out;
     }
     for (int s = 0; s < ns; s++) {
-        char *k = keys + (size_t)s * (size_t)hours * KEY_MAX;
+        struct cmd *c = &rd.c[s];
+        char *k = rd.keys + (size_t)s * (size_t)hours * KEY_MAX;
 
-        cmd_init_cap(&c[s], ctr->sh[s].slot, 6 + hours);
-        cmd_str(&c[s], "EVAL");
-        cmd_str(&c[s], history_script);
-        cmd_ll(&c[s], hours);
+        cmd_init_cap(c, ctr->sh[s].slot, 6 + hours);
+        cmd_str(c, "EVAL");
+        cmd_str(c, history_script);
+        cmd_ll(c, hours);
         for (int h = 0; h < hours; h++) {
             history_key(ctr, s, h0 + h, k + (size_t)h * KEY_MAX);
-            cmd_str(&c[s], k + (size_t)h * KEY_MAX);
+            cmd_str(c, k + (size_t)h * KEY_MAX);
         }
-        cmd_ll(&c[s], first);
-        cmd_ll(&c[s], (long long)n);
-        cmd_ll(&c[s], HISTORY_PER_HOUR);
+        cmd_ll(c, first);
+        cmd_ll(c, (long long)n);
+        cmd_ll(c, HISTORY_PER_HOUR);
     }
-    if (cluster_run(ctr->cl, c, ns, r, 1) != 0) {
+    if (cluster_run(ctr->cl, rd.c, ns, rd.r, 1) != 0) {
         goto out;
     }
     for (int s = 0; s < ns; s++) {
-        if (r[s]->type != REDIS_REPLY_ARRAY || r[s]->elements != n) {
-            bad_reply("history", r[s]);
+        const redisReply *r = rd.r[s];
+
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+            bad_reply("history", r);
             goto out;
         }
         for (size_t i = 0; i < n; i++) {
             long long v;
 
-            if (reply_num(r[s]->element[i], &v) != 0) {
-                bad_reply("history", r[s]);
+            if (reply_num(r->element[i], &v) != 0) {
+                bad_reply("history", r);
                 goto out;
             }
             counts[i] += v;
@@ -1560,15 +1589,7 @@ int counters_history(struct counters *ctr, int64_t first, size_t n, long long *c
     rc = 0;
 
 out:
-    for (int s = 0; c != NULL && s < ns; s++) {
-        cmd_free(&c[s]);
-    }
-    if (r != NULL) {
-        free_round(r, ns);
-    }
-    free(keys);
-    free(r);
-    free(c);
+    round_close(&rd);
     return rc;
 }
 
@@ -1600,43 +1621,43 @@ int counters_reset(struct counters *ctr, int64_t now_s, struct counters_totals *
 {
     int64_t hour = now_s / 3600;
     int ns = ctr->n, rc = -1;
-    struct cmd *c = calloc((size_t)ns, sizeof(*c));
-    redisReply **r = calloc((size_t)ns, sizeof(redisReply *));
-    char *keys = malloc((size_t)ns * RESET_HOURS * KEY_MAX);
+    struct round rd;
 
     memset(out, 0, sizeof(*out));
-    if (ctr->fatal || (!ctr->layout_ok && layout_check(ctr) != 0) || c == NULL || r == NULL ||
-        keys == NULL) {
+    if (round_open(&rd, ns, (size_t)ns * RESET_HOURS) != 0 || ctr->fatal ||
+        (!ctr->layout_ok && layout_check(ctr) != 0)) {
         goto out;
     }
     for (int s = 0; s < ns; s++) {
         const struct shard *sh = &ctr->sh[s];
-        char *k = keys + (size_t)s * RESET_HOURS * KEY_MAX;
+        struct cmd *c = &rd.c[s];
+        char *k = rd.keys + (size_t)s * RESET_HOURS * KEY_MAX;
 
-        cmd_init_cap(&c[s], sh->slot, 6 + RESET_HOURS);
-        cmd_str(&c[s], "EVAL");
-        cmd_str(&c[s], reset_script);
-        cmd_ll(&c[s], 3 + RESET_HOURS);
-        cmd_str(&c[s], sh->k_hits);
-        cmd_str(&c[s], sh->k_total);
-        cmd_str(&c[s], sh->k_dropped);
+        cmd_init_cap(c, sh->slot, 6 + RESET_HOURS);
+        cmd_str(c, "EVAL");
+        cmd_str(c, reset_script);
+        cmd_ll(c, 3 + RESET_HOURS);
+        cmd_str(c, sh->k_hits);
+        cmd_str(c, sh->k_total);
+        cmd_str(c, sh->k_dropped);
         for (int h = 0; h < RESET_HOURS; h++) {
             history_key(ctr, s, hour + RESET_HOURS_AHEAD - h, k + (size_t)h * KEY_MAX);
-            cmd_str(&c[s], k + (size_t)h * KEY_MAX);
+            cmd_str(c, k + (size_t)h * KEY_MAX);
         }
     }
     /* Not retried on a stale connection: a reset is not worth risking
      * twice (the second would remove hits counted in between). */
-    if (cluster_run(ctr->cl, c, ns, r, 0) != 0) {
+    if (cluster_run(ctr->cl, rd.c, ns, rd.r, 0) != 0) {
         goto out;
     }
     for (int s = 0; s < ns; s++) {
+        const redisReply *r = rd.r[s];
         long long v[3];
 
-        if (r[s]->type != REDIS_REPLY_ARRAY || r[s]->elements != 3 ||
-            reply_num(r[s]->element[0], &v[0]) != 0 || reply_num(r[s]->element[1], &v[1]) != 0 ||
-            reply_num(r[s]->element[2], &v[2]) != 0) {
-            bad_reply("reset", r[s]);
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+            reply_num(r->element[0], &v[0]) != 0 || reply_num(r->element[1], &v[1]) != 0 ||
+            reply_num(r->element[2], &v[2]) != 0) {
+            bad_reply("reset", r);
             goto out;
         }
         out->total += v[0];
@@ -1646,31 +1667,23 @@ int counters_reset(struct counters *ctr, int64_t now_s, struct counters_totals *
     rc = 0;
 
 out:
-    for (int s = 0; c != NULL && s < ns; s++) {
-        cmd_free(&c[s]);
-    }
-    if (r != NULL) {
-        free_round(r, ns);
-    }
-    free(keys);
-    free(r);
-    free(c);
+    round_close(&rd);
     return rc;
 }
 
 int counters_totals(struct counters *ctr, struct counters_totals *out)
 {
     int ns = ctr->n, rc = -1;
-    struct cmd *c = calloc((size_t)ns * 2, sizeof(*c));
-    redisReply **r = calloc((size_t)ns * 2, sizeof(redisReply *));
+    struct round rd;
 
     memset(out, 0, sizeof(*out));
-    if (ctr->fatal || (!ctr->layout_ok && layout_check(ctr) != 0) || c == NULL || r == NULL) {
+    if (round_open(&rd, 2 * ns, 0) != 0 || ctr->fatal ||
+        (!ctr->layout_ok && layout_check(ctr) != 0)) {
         goto out;
     }
     for (int s = 0; s < ns; s++) {
         const struct shard *sh = &ctr->sh[s];
-        struct cmd *cs = c + (size_t)s * 2;
+        struct cmd *cs = rd.c + (size_t)s * 2;
 
         cmd_init(&cs[0], sh->slot);
         cmd_str(&cs[0], "ZCARD");
@@ -1680,11 +1693,11 @@ int counters_totals(struct counters *ctr, struct counters_totals *out)
         cmd_str(&cs[1], sh->k_total);
         cmd_str(&cs[1], sh->k_dropped);
     }
-    if (cluster_run(ctr->cl, c, 2 * ns, r, 1) != 0) {
+    if (cluster_run(ctr->cl, rd.c, 2 * ns, rd.r, 1) != 0) {
         goto out;
     }
     for (int s = 0; s < ns; s++) {
-        redisReply **rs = r + (size_t)s * 2;
+        redisReply **rs = rd.r + (size_t)s * 2;
         long long card, tot, drop;
 
         if (reply_num(rs[0], &card) != 0 || totals_of(rs[1], &tot, &drop) != 0) {
@@ -1698,10 +1711,6 @@ int counters_totals(struct counters *ctr, struct counters_totals *out)
     rc = 0;
 
 out:
-    if (r != NULL) {
-        free_round(r, 2 * ns);
-    }
-    free(r);
-    free(c);
+    round_close(&rd);
     return rc;
 }
