@@ -1008,6 +1008,21 @@ static void round_close(struct round *rd)
     free(rd->c);
 }
 
+/* A shard's size and totals: ZCARD of its counts and MGET of its total
+ * and dropped count (one slot: allowed in a cluster), into c[0] and c[1].
+ * Returns 2, the commands written. */
+static int totals_cmds(struct cmd *c, const struct shard *sh)
+{
+    cmd_init(&c[0], sh->slot);
+    cmd_str(&c[0], "ZCARD");
+    cmd_str(&c[0], sh->k_hits);
+    cmd_init(&c[1], sh->slot);
+    cmd_str(&c[1], "MGET");
+    cmd_str(&c[1], sh->k_total);
+    cmd_str(&c[1], sh->k_dropped);
+    return 2;
+}
+
 /* total and dropped from an MGET reply. Returns 0 or -1. */
 static int totals_of(const redisReply *r, long long *total, long long *dropped)
 {
@@ -1042,13 +1057,7 @@ static int page_top(struct counters *ctr, long long offset, long long limit,
     for (int s = 0; s < n; s++) {
         const struct shard *sh = &ctr->sh[s];
 
-        cmd_init(&c[k], sh->slot);
-        cmd_str(&c[k], "ZCARD");
-        cmd_str(&c[k++], sh->k_hits);
-        cmd_init(&c[k], sh->slot);
-        cmd_str(&c[k], "MGET");
-        cmd_str(&c[k], sh->k_total);
-        cmd_str(&c[k++], sh->k_dropped);
+        k += totals_cmds(&c[k], sh);
         cmd_init(&c[k], sh->slot);
         cmd_str(&c[k], "ZREVRANGE");
         cmd_str(&c[k], sh->k_hits);
@@ -1209,13 +1218,7 @@ static int page_sharded(struct counters *ctr, long long offset, long long limit,
     for (int s = 0; s < n; s++) {
         const struct shard *sh = &ctr->sh[s];
 
-        cmd_init(&c[k], sh->slot);
-        cmd_str(&c[k], "ZCARD");
-        cmd_str(&c[k++], sh->k_hits);
-        cmd_init(&c[k], sh->slot);
-        cmd_str(&c[k], "MGET"); /* one slot: allowed in a cluster */
-        cmd_str(&c[k], sh->k_total);
-        cmd_str(&c[k++], sh->k_dropped);
+        k += totals_cmds(&c[k], sh);
         for (int j = 0; j < 2; j++) {
             long long a = t[j].lo[s] < t[j].hi[s] ? t[j].lo[s] : t[j].hi[s];
             long long b = t[j].lo[s] > t[j].hi[s] ? t[j].lo[s] : t[j].hi[s];
@@ -1682,16 +1685,7 @@ int counters_totals(struct counters *ctr, struct counters_totals *out)
         goto out;
     }
     for (int s = 0; s < ns; s++) {
-        const struct shard *sh = &ctr->sh[s];
-        struct cmd *cs = rd.c + (size_t)s * 2;
-
-        cmd_init(&cs[0], sh->slot);
-        cmd_str(&cs[0], "ZCARD");
-        cmd_str(&cs[0], sh->k_hits);
-        cmd_init(&cs[1], sh->slot);
-        cmd_str(&cs[1], "MGET");
-        cmd_str(&cs[1], sh->k_total);
-        cmd_str(&cs[1], sh->k_dropped);
+        totals_cmds(rd.c + (size_t)s * 2, &ctr->sh[s]);
     }
     if (cluster_run(ctr->cl, rd.c, 2 * ns, rd.r, 1) != 0) {
         goto out;

@@ -470,18 +470,21 @@ class LocalCluster:
         if was_master:
             if not replicas:
                 raise ClusterError("killed master %d had no replica: slots lost" % port)
-
-            def promoted():
-                for r in replicas:
-                    if self._role_is(r, "master"):
-                        return r
-                return None
-            wait_until(lambda: promoted() is not None, timeout,
-                       "a replica of %d to be promoted" % port, 0.05)
-            new = promoted()
+            new = self._wait_promoted(port, replicas, timeout)
         self.wait_settled(timeout)
         self.last_seconds = time.monotonic() - t0
         return new
+
+    def _wait_promoted(self, master_port, replicas, timeout):
+        """Wait until one of a lost master's replicas is a master; its port."""
+        def promoted():
+            for r in replicas:
+                if self._role_is(r, "master"):
+                    return r
+            return None
+        wait_until(lambda: promoted() is not None, timeout,
+                   "a replica of %d to be promoted" % master_port, 0.05)
+        return promoted()
 
     def crash_unreplicated(self, master_port, meanwhile, timeout=60):
         """A crash that loses acknowledged writes: pause (SIGSTOP) the
@@ -509,15 +512,7 @@ class LocalCluster:
             for p in replicas:
                 os.kill(self.pid(p), signal.SIGCONT)
                 self.paused.discard(p)
-
-        def promoted():
-            for r in replicas:
-                if self._role_is(r, "master"):
-                    return r
-            return None
-        wait_until(lambda: promoted() is not None, timeout,
-                   "a replica of %d to be promoted" % master_port, 0.05)
-        new = promoted()
+        new = self._wait_promoted(master_port, replicas, timeout)
         self.wait_settled(timeout)
         self.last_seconds = time.monotonic() - t0
         return new

@@ -86,13 +86,7 @@ class ClusterStackTestCase(support.StackTestCase):
         finally:
             if cls.cluster is not None:
                 cls.cluster.stop()
-        if not os.environ.get("REQSTATS_KEEP_LOGS") and not bad:
-            shutil.rmtree(cls.tmpdir, ignore_errors=True)
-        if bad:
-            raise AssertionError("logs in %s hold %d bad lines:\n%s"
-                                 % (cls.tmpdir, len(bad), "\n".join(bad[:20])))
-        if code not in (0, None):
-            raise AssertionError("the app exited with %s on SIGTERM" % code)
+        support.finish_class(cls.tmpdir, bad, code)
 
     # ---- reading the counts ----------------------------------------------------
 

@@ -352,6 +352,19 @@ def parse_http(data, head_request=False):
     return out[0]
 
 
+def finish_class(tmpdir, bad, code):
+    """The end of a test class's stack: its directory removed unless a log
+    holds bad lines (or REQSTATS_KEEP_LOGS is set); those lines, or an app
+    exit status other than 0 on SIGTERM, fail the class."""
+    if not os.environ.get("REQSTATS_KEEP_LOGS") and not bad:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    if bad:
+        raise AssertionError("logs in %s hold %d bad lines:\n%s"
+                             % (tmpdir, len(bad), "\n".join(bad[:20])))
+    if code not in (0, None):
+        raise AssertionError("the app exited with %s on SIGTERM" % code)
+
+
 class StackTestCase(unittest.TestCase):
     """Base class: one stack per test class.
 
@@ -388,15 +401,7 @@ class StackTestCase(unittest.TestCase):
             return
         code = cls.stack.stop_app()
         cls.stack.stop()
-        bad = cls.stack.bad_log_lines()
-        keep = os.environ.get("REQSTATS_KEEP_LOGS")
-        if not keep and not bad:
-            shutil.rmtree(cls.tmpdir, ignore_errors=True)
-        if bad:
-            raise AssertionError("logs in %s hold %d bad lines:\n%s"
-                                 % (cls.tmpdir, len(bad), "\n".join(bad[:20])))
-        if code not in (0, None):
-            raise AssertionError("the app exited with %s on SIGTERM" % code)
+        finish_class(cls.tmpdir, cls.stack.bad_log_lines(), code)
 
     # ---- process control ----------------------------------------------------
 
