@@ -17,6 +17,8 @@
  *   P{t_i}hits, P{t_i}total, P{t_i}dropped, P{t_i}writer:<id>,
  *   P{t_i}history:<hour>
  *   P{meta}shards     string      S, recorded when the dataset is created
+ *   P{meta}import     string      "running" / "done": an import of a
+ *                                 standalone dataset (see "import" below)
  *
  * A path lives in shard FNV-1a(path) mod S. All keys of a shard share one
  * slot, so a batch for a shard is one single-slot EVAL. A writer is one
@@ -1703,6 +1705,222 @@ int counters_totals(struct counters *ctr, struct counters_totals *out)
         out->dropped += drop;
     }
     rc = 0;
+
+out:
+    round_close(&rd);
+    return rc;
+}
+
+/* ==== import of a standalone dataset (import.c) ===========================
+ *
+ * reqstats --import copies a standalone dataset into an empty cluster
+ * dataset: counts by absolute ZADD into their shards, each shard's total
+ * set to the sum of its counts, the dropped count and the history onto
+ * shard 0 (both are summed over the shards when read). Every write sets a
+ * value rather than adding to it, so an interrupted import run again
+ * writes the same values: P{meta}import says "running" until the totals
+ * are written, then "done". Writer seq keys are not copied (the app
+ * processes that wrote them are stopped), nor are test runs. */
+
+#define IMPORT_RUNNING "running"
+#define IMPORT_DONE    "done"
+
+int counters_shards(const struct counters *ctr)
+{
+    return ctr->n;
+}
+
+static void import_key(const struct counters *ctr, char *buf)
+{
+    snprintf(buf, KEY_MAX, "%s{meta}import", ctr->cfg->redis_prefix);
+}
+
+/* SET the import marker. Returns 0 or -1. */
+static int import_mark(struct counters *ctr, const char *state)
+{
+    char key[KEY_MAX];
+    struct cmd c;
+    redisReply *r = NULL;
+    int rc = -1;
+
+    import_key(ctr, key);
+    cmd_init(&c, ctr->layout_slot);
+    cmd_str(&c, "SET");
+    cmd_str(&c, key);
+    cmd_str(&c, state);
+    if (cluster_run(ctr->cl, &c, 1, &r, 1) == 0) {
+        rc = r->type == REDIS_REPLY_STATUS ? 0 : bad_reply("import marker", r);
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+enum counters_import counters_import_begin(struct counters *ctr)
+{
+    char key[KEY_MAX];
+    struct counters_totals t;
+    struct cmd c;
+    redisReply *r = NULL;
+    enum counters_import rc = COUNTERS_IMPORT_FAILED;
+    int running;
+
+    if (!cluster_mode(ctr->cl) || (!ctr->layout_ok && layout_check(ctr) != 0) ||
+        counters_totals(ctr, &t) != 0) {
+        return ctr->fatal ? COUNTERS_IMPORT_LAYOUT : COUNTERS_IMPORT_FAILED;
+    }
+    import_key(ctr, key);
+    cmd_init(&c, ctr->layout_slot);
+    cmd_str(&c, "GET");
+    cmd_str(&c, key);
+    if (cluster_run(ctr->cl, &c, 1, &r, 1) != 0) {
+        return COUNTERS_IMPORT_FAILED;
+    }
+    running = r->type == REDIS_REPLY_STRING && strcmp(r->str, IMPORT_RUNNING) == 0;
+    if (r->type == REDIS_REPLY_STRING && strcmp(r->str, IMPORT_DONE) == 0) {
+        rc = COUNTERS_IMPORT_DONE_ALREADY;
+    } else if (r->type != REDIS_REPLY_NIL && !running) {
+        bad_reply("import marker", r);
+    } else if (!running && (t.total != 0 || t.unique != 0 || t.dropped != 0)) {
+        rc = COUNTERS_IMPORT_NOT_EMPTY;
+    } else {
+        rc = COUNTERS_IMPORT_GO; /* empty, or interrupted: the same values again */
+    }
+    freeReplyObject(r);
+    if (rc == COUNTERS_IMPORT_GO && import_mark(ctr, IMPORT_RUNNING) != 0) {
+        rc = COUNTERS_IMPORT_FAILED;
+    }
+    return rc;
+}
+
+int counters_import_entries(struct counters *ctr, const struct shards_item *e, size_t n,
+                            long long *sums)
+{
+    int ns = ctr->n, used = 0, rc = -1;
+    size_t *count = calloc((size_t)ns, sizeof(*count));
+    int *at = calloc((size_t)ns, sizeof(*at));
+    struct round rd = {0};
+
+    if (count == NULL || at == NULL) {
+        goto out;
+    }
+    for (size_t k = 0; k < n; k++) {
+        count[shards_of(e[k].path, e[k].len, ns)]++;
+    }
+    for (int s = 0; s < ns; s++) {
+        at[s] = count[s] > 0 ? used++ : -1;
+    }
+    if (used == 0) {
+        rc = 0;
+        goto out;
+    }
+    if (round_open(&rd, used, 0) != 0) {
+        goto out;
+    }
+    for (int s = 0; s < ns; s++) {
+        struct cmd *c = at[s] >= 0 ? &rd.c[at[s]] : NULL;
+
+        if (c != NULL && (cmd_init_cap(c, ctr->sh[s].slot, 2 + 2 * (int)count[s]) != 0)) {
+            goto out;
+        }
+        if (c != NULL) {
+            cmd_str(c, "ZADD");
+            cmd_str(c, ctr->sh[s].k_hits);
+        }
+    }
+    for (size_t k = 0; k < n; k++) {
+        int s = shards_of(e[k].path, e[k].len, ns);
+
+        cmd_ll(&rd.c[at[s]], e[k].count);
+        cmd_bin(&rd.c[at[s]], e[k].path, e[k].len);
+        sums[s] += e[k].count;
+    }
+    if (cluster_run(ctr->cl, rd.c, used, rd.r, 1) != 0) {
+        goto out;
+    }
+    rc = 0;
+    for (int i = 0; i < used; i++) {
+        if (rd.r[i]->type != REDIS_REPLY_INTEGER) {
+            rc = bad_reply("import", rd.r[i]);
+        }
+    }
+
+out:
+    round_close(&rd);
+    free(at);
+    free(count);
+    return rc;
+}
+
+int counters_import_history(struct counters *ctr, int64_t hour, const long long *counts,
+                            int64_t now_s)
+{
+    char key[KEY_MAX];
+    struct cmd c[3];
+    redisReply *r[3] = {0};
+    int fields = 0, rc = -1;
+
+    for (int i = 0; i < HISTORY_PER_HOUR; i++) {
+        fields += counts[i] != 0;
+    }
+    if (fields == 0 || history_expire_at(hour) <= now_s) {
+        return 0; /* nothing, or gone by now anyway */
+    }
+    history_key(ctr, 0, hour, key);
+    cmd_init(&c[0], ctr->sh[0].slot);
+    cmd_init(&c[2], ctr->sh[0].slot);
+    if (cmd_init_cap(&c[1], ctr->sh[0].slot, 2 + 2 * fields) != 0) {
+        return -1;
+    }
+    /* DEL first: a field is the whole interval's count, not an addition. */
+    cmd_str(&c[0], "DEL");
+    cmd_str(&c[0], key);
+    cmd_str(&c[1], "HSET");
+    cmd_str(&c[1], key);
+    for (int i = 0; i < HISTORY_PER_HOUR; i++) {
+        if (counts[i] != 0) {
+            cmd_ll(&c[1], i);
+            cmd_ll(&c[1], counts[i]);
+        }
+    }
+    cmd_str(&c[2], "EXPIREAT");
+    cmd_str(&c[2], key);
+    cmd_ll(&c[2], (long long)history_expire_at(hour));
+    if (cluster_run(ctr->cl, c, 3, r, 1) == 0) {
+        rc = r[1]->type == REDIS_REPLY_INTEGER ? 0 : bad_reply("import history", r[1]);
+        free_round(r, 3);
+    }
+    cmd_free(&c[1]);
+    return rc;
+}
+
+int counters_import_end(struct counters *ctr, const long long *sums, long long dropped)
+{
+    int ns = ctr->n, rc = -1;
+    struct round rd;
+
+    if (round_open(&rd, ns + 1, 0) != 0) {
+        goto out;
+    }
+    for (int s = 0; s < ns; s++) {
+        cmd_init(&rd.c[s], ctr->sh[s].slot);
+        cmd_str(&rd.c[s], "SET");
+        cmd_str(&rd.c[s], ctr->sh[s].k_total);
+        cmd_ll(&rd.c[s], sums[s]);
+    }
+    cmd_init(&rd.c[ns], ctr->sh[0].slot);
+    cmd_str(&rd.c[ns], "SET");
+    cmd_str(&rd.c[ns], ctr->sh[0].k_dropped);
+    cmd_ll(&rd.c[ns], dropped);
+    if (cluster_run(ctr->cl, rd.c, ns + 1, rd.r, 1) != 0) {
+        goto out;
+    }
+    for (int i = 0; i <= ns; i++) {
+        if (rd.r[i]->type != REDIS_REPLY_STATUS) {
+            bad_reply("import totals", rd.r[i]);
+            goto out;
+        }
+    }
+    rc = import_mark(ctr, IMPORT_DONE);
 
 out:
     round_close(&rd);

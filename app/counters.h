@@ -111,4 +111,39 @@ int counters_history(struct counters *ctr, int64_t first, size_t n, long long *c
  * Redis is down or failed (some shards may then be reset already). */
 int counters_reset(struct counters *ctr, int64_t now_s, struct counters_totals *out);
 
+/* ---- import of a standalone dataset (reqstats --import, import.c) ----- */
+
+/* The number of shards (1 standalone). */
+int counters_shards(const struct counters *ctr);
+
+enum counters_import {
+    COUNTERS_IMPORT_GO,           /* empty, or an import to resume: go on */
+    COUNTERS_IMPORT_NOT_EMPTY,    /* counts of its own and no import running */
+    COUNTERS_IMPORT_DONE_ALREADY, /* an import finished into it */
+    COUNTERS_IMPORT_LAYOUT,       /* its recorded shard count differs (logged) */
+    COUNTERS_IMPORT_FAILED        /* Redis down or failed, or not cluster mode */
+};
+
+/* Open an import into the cluster dataset of ctr: check (or record) the
+ * shard layout, check that the dataset is empty or has an import running,
+ * and mark it running (P{meta}import). */
+enum counters_import counters_import_begin(struct counters *ctr);
+
+/* Write n entries (path and count; their counts replace any there) into
+ * their shards, one ZADD per shard touched, in one round trip, and add
+ * each count to sums[shard] (counters_shards() entries). Returns 0 or -1. */
+int counters_import_entries(struct counters *ctr, const struct shards_item *e, size_t n,
+                            long long *sums);
+
+/* Write one hour's history (counts[] of its HITBUF_INTERVAL_S intervals,
+ * as counters_history() reads them) into shard 0, replacing what the hour
+ * held; an hour without requests, or already past its retention at now_s
+ * (epoch seconds), is skipped. Returns 0 or -1. */
+int counters_import_history(struct counters *ctr, int64_t hour, const long long *counts,
+                            int64_t now_s);
+
+/* Set every shard's total to sums[shard] and shard 0's dropped count to
+ * dropped, then mark the import done. Returns 0 or -1. */
+int counters_import_end(struct counters *ctr, const long long *sums, long long dropped);
+
 #endif

@@ -61,28 +61,8 @@ T_CLUSTER_HOT = 0.85     # cluster hot path >= 0.85 x standalone
 T_MASTER_SPREAD = 0.15   # each master within +-15 % of 1/masters of the hits
 T_CLUSTER_PAGE = 3.0     # pages at offset 0 and 0.9 x URLs <= 3 x standalone first page
 
-FNV_OFFSET = 14695981039346656037
-FNV_PRIME = 1099511628211
-
-
-def shard_of(path, n):
-    """The app's placement: FNV-1a 64 of the canonical path, mod n."""
-    h = FNV_OFFSET
-    for b in path:
-        h = ((h ^ b) * FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
-    return h % n if n > 1 else 0
-
-
-def shard_tag(i, n):
-    """Shard i's hash tag: "<i>.<k>" for the smallest k whose slot is the
-    middle of the i-th of n equal parts of the slot space."""
-    target = ((2 * i + 1) * clustermod.SLOTS) // (2 * n)
-    k = 0
-    while True:
-        t = "%d.%d" % (i, k)
-        if clustermod.crc16(t.encode()) & 0x3FFF == target:
-            return t
-        k += 1
+shard_of = clustermod.shard_of     # the app's placement, FNV-1a 64 mod n
+shard_tag = clustermod.shard_tag   # shard i's hash tag
 
 
 def eval_stats(text):

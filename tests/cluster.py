@@ -74,6 +74,36 @@ def key_slot(key):
     return crc16(k) % SLOTS
 
 
+# ---- the app's shard layout (docs/API.md section 7) ------------------------------
+
+FNV_OFFSET = 14695981039346656037
+FNV_PRIME = 1099511628211
+
+
+def shard_of(path, n):
+    """The shard of a canonical path (str or bytes) among n: FNV-1a 64 of
+    its bytes, mod n."""
+    h = FNV_OFFSET
+    for b in path.encode() if isinstance(path, str) else path:
+        h = ((h ^ b) * FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return h % n
+
+
+def target_slot(i, n):
+    """The slot shard i of n is placed on: the middle of the i-th of n
+    equal parts of the slot space."""
+    return (2 * i + 1) * SLOTS // (2 * n)
+
+
+def shard_tag(i, n):
+    """Shard i's hash tag as shards.c finds it: "<i>.<k>" for the smallest
+    k whose slot is target_slot(i, n)."""
+    k = 0
+    while crc16(("%d.%d" % (i, k)).encode()) % SLOTS != target_slot(i, n):
+        k += 1
+    return "%d.%d" % (i, k)
+
+
 # ---- ports ---------------------------------------------------------------------
 
 def _bindable(port):

@@ -42,30 +42,19 @@ from support import StackTestCase
 
 SHARDS = 12
 PREFIX = "reqstats:"
-SLOTS = 16384
-FNV_OFFSET = 14695981039346656037
-FNV_PRIME = 1099511628211
 
 
 def shard_of(path):
-    """The layout's placement: FNV-1a 64 of the path's bytes mod SHARDS."""
-    h = FNV_OFFSET
-    for b in path.encode():
-        h = ((h ^ b) * FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
-    return h % SHARDS
+    """The layout's placement (tests/cluster.py) with this suite's SHARDS."""
+    return cluster.shard_of(path, SHARDS)
 
 
 def target_slot(i, n=SHARDS):
-    return (2 * i + 1) * SLOTS // (2 * n)
+    return cluster.target_slot(i, n)
 
 
 def shard_tag(i, n=SHARDS):
-    """Shard i's hash tag as shards.c finds it: "<i>.<k>", smallest k on
-    the target slot."""
-    k = 0
-    while cluster.crc16(("%d.%d" % (i, k)).encode()) % SLOTS != target_slot(i, n):
-        k += 1
-    return "%d.%d" % (i, k)
+    return cluster.shard_tag(i, n)
 
 
 def send_hits(host, port, plan, threads=4):
