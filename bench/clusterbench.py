@@ -143,13 +143,7 @@ class StandaloneReplica:
         return self
 
     def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stackmod.stop_process(self.proc)
         return False
 
 

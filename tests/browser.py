@@ -43,6 +43,8 @@ import time
 import urllib.error
 import urllib.request
 
+import stack  # tests/stack.py: stop_process
+
 CHROME_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -233,13 +235,7 @@ class Browser:
             except (OSError, BrowserError):
                 pass
             self.session = None
-        if self.driver.poll() is None:
-            self.driver.terminate()
-            try:
-                self.driver.wait(10)
-            except subprocess.TimeoutExpired:
-                self.driver.kill()
-                self.driver.wait()
+        stack.stop_process(self.driver)
         self._log.close()
         shutil.rmtree(self.profile, ignore_errors=True)
 

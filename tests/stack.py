@@ -35,6 +35,20 @@ BAD_LOG = re.compile(
 )
 
 
+def stop_process(proc, sig=signal.SIGTERM, timeout=10):
+    """Signal a process this suite started (by its PID) and wait; SIGKILL
+    after timeout. Returns its exit code (None for no process)."""
+    if proc is None or proc.poll() is not None:
+        return None if proc is None else proc.returncode
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return proc.returncode
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
@@ -356,30 +370,18 @@ class Stack:
                 return False
         wait_until(ready, timeout, "the stack to answer on port %d" % self.http_port, 0.1)
 
-    @staticmethod
-    def _stop(proc, sig, timeout):
-        """Signal proc and wait; SIGKILL after timeout. Returns its exit code."""
-        if proc is None or proc.poll() is not None:
-            return None if proc is None else proc.returncode
-        proc.send_signal(sig)
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            return proc.returncode
 
     def stop_app(self, timeout=20):
-        code = self._stop(self.app, signal.SIGTERM, timeout)
+        code = stop_process(self.app, signal.SIGTERM, timeout)
         return code
 
     def stop_redis(self):
         """Stop Redis the way an operator does: SHUTDOWN writes the AOF.
         (A cluster is its owner's to stop.)"""
-        return self._stop(self.redis, signal.SIGTERM, 10)
+        return stop_process(self.redis, signal.SIGTERM, 10)
 
     def stop(self):
-        self._stop(self.nginx, signal.SIGQUIT, 10)
+        stop_process(self.nginx, signal.SIGQUIT, 10)
         self.stop_app()
         self.stop_redis()
         for f in self._files:

@@ -278,12 +278,7 @@ class RealPrometheus(MetricsMixin, StackTestCase):
     @classmethod
     def tearDownClass(cls):
         if getattr(cls, "prom", None) is not None:
-            cls.prom.terminate()  # by its PID
-            try:
-                cls.prom.wait(20)
-            except subprocess.TimeoutExpired:
-                cls.prom.kill()
-                cls.prom.wait()
+            stackmod.stop_process(cls.prom, timeout=20)
             cls.prom_log.close()
             shutil.rmtree(cls.prom_dir, ignore_errors=True)
         super().tearDownClass()
