@@ -431,7 +431,7 @@ static void part_done(void *arg, uint64_t cookie, redisReply *r)
 }
 
 /* History layout helpers, defined with the history reads below. */
-#define HISTORY_PER_HOUR (3600 / HITBUF_INTERVAL_S)
+#define HISTORY_PER_HOUR COUNTERS_HISTORY_PER_HOUR
 static void history_key(const struct counters *ctr, int i, int64_t hour, char *buf);
 static int64_t history_expire_at(int64_t hour);
 
@@ -1798,13 +1798,15 @@ int counters_import_entries(struct counters *ctr, const struct shards_item *e, s
     int ns = ctr->n, used = 0, rc = -1;
     size_t *count = calloc((size_t)ns, sizeof(*count));
     int *at = calloc((size_t)ns, sizeof(*at));
+    int *of = calloc(n > 0 ? n : 1, sizeof(*of)); /* each entry's shard */
     struct round rd = {0};
 
-    if (count == NULL || at == NULL) {
+    if (count == NULL || at == NULL || of == NULL) {
         goto out;
     }
     for (size_t k = 0; k < n; k++) {
-        count[shards_of(e[k].path, e[k].len, ns)]++;
+        of[k] = shards_of(e[k].path, e[k].len, ns);
+        count[of[k]]++;
     }
     for (int s = 0; s < ns; s++) {
         at[s] = count[s] > 0 ? used++ : -1;
@@ -1817,22 +1819,19 @@ int counters_import_entries(struct counters *ctr, const struct shards_item *e, s
         goto out;
     }
     for (int s = 0; s < ns; s++) {
-        struct cmd *c = at[s] >= 0 ? &rd.c[at[s]] : NULL;
-
-        if (c != NULL && (cmd_init_cap(c, ctr->sh[s].slot, 2 + 2 * (int)count[s]) != 0)) {
+        if (at[s] < 0) {
+            continue;
+        }
+        if (cmd_init_cap(&rd.c[at[s]], ctr->sh[s].slot, 2 + 2 * (int)count[s]) != 0) {
             goto out;
         }
-        if (c != NULL) {
-            cmd_str(c, "ZADD");
-            cmd_str(c, ctr->sh[s].k_hits);
-        }
+        cmd_str(&rd.c[at[s]], "ZADD");
+        cmd_str(&rd.c[at[s]], ctr->sh[s].k_hits);
     }
     for (size_t k = 0; k < n; k++) {
-        int s = shards_of(e[k].path, e[k].len, ns);
-
-        cmd_ll(&rd.c[at[s]], e[k].count);
-        cmd_bin(&rd.c[at[s]], e[k].path, e[k].len);
-        sums[s] += e[k].count;
+        cmd_ll(&rd.c[at[of[k]]], e[k].count);
+        cmd_bin(&rd.c[at[of[k]]], e[k].path, e[k].len);
+        sums[of[k]] += e[k].count;
     }
     if (cluster_run(ctr->cl, rd.c, used, rd.r, 1) != 0) {
         goto out;
@@ -1846,6 +1845,7 @@ int counters_import_entries(struct counters *ctr, const struct shards_item *e, s
 
 out:
     round_close(&rd);
+    free(of);
     free(at);
     free(count);
     return rc;
@@ -1886,7 +1886,7 @@ int counters_import_history(struct counters *ctr, int64_t hour, const long long 
     cmd_str(&c[2], key);
     cmd_ll(&c[2], (long long)history_expire_at(hour));
     if (cluster_run(ctr->cl, c, 3, r, 1) == 0) {
-        rc = r[1]->type == REDIS_REPLY_INTEGER ? 0 : bad_reply("import history", r[1]);
+        rc = r[1]->type == REDIS_REPLY_INTEGER ? 1 : bad_reply("import history", r[1]);
         free_round(r, 3);
     }
     cmd_free(&c[1]);

@@ -94,6 +94,9 @@ struct counters_totals {
  * round trip. Returns 0 or -1. */
 int counters_totals(struct counters *ctr, struct counters_totals *out);
 
+/* History intervals per hour (an interval is HITBUF_INTERVAL_S seconds). */
+#define COUNTERS_HISTORY_PER_HOUR (3600 / HITBUF_INTERVAL_S)
+
 /* Most hours one history read may span: 1440 minutes of intervals. */
 #define COUNTERS_HISTORY_HOURS_MAX 25
 
@@ -135,10 +138,11 @@ enum counters_import counters_import_begin(struct counters *ctr);
 int counters_import_entries(struct counters *ctr, const struct shards_item *e, size_t n,
                             long long *sums);
 
-/* Write one hour's history (counts[] of its HITBUF_INTERVAL_S intervals,
- * as counters_history() reads them) into shard 0, replacing what the hour
- * held; an hour without requests, or already past its retention at now_s
- * (epoch seconds), is skipped. Returns 0 or -1. */
+/* Write one hour's history (counts[] of its COUNTERS_HISTORY_PER_HOUR
+ * intervals, as counters_history() reads them) into shard 0, replacing
+ * what the hour held; an hour without requests, or already past its
+ * retention at now_s (epoch seconds), is skipped. Returns 1 when written,
+ * 0 when skipped, -1 when Redis failed. */
 int counters_import_history(struct counters *ctr, int64_t hour, const long long *counts,
                             int64_t now_s);
 

@@ -29,7 +29,6 @@
 #include "clock.h"
 #include "cluster.h"
 #include "counters.h"
-#include "hitbuf.h"
 #include "log.h"
 
 /* URLs read from the standalone Redis per round trip. */
@@ -42,8 +41,6 @@
  * one ahead (a wall clock a little ahead of this one). */
 #define IMPORT_HOURS_BACK  26
 #define IMPORT_HOURS_AHEAD 1
-
-#define INTERVALS_PER_HOUR (3600 / HITBUF_INTERVAL_S)
 
 static int same_totals(const struct counters_totals *a, long long total, long long unique,
                        long long dropped)
@@ -62,24 +59,23 @@ static int copy_history(struct counters *src, struct counters *dst)
 {
     int64_t now_s = clock_wall_ms() / 1000;
     int64_t hour = now_s / 3600;
-    long long counts[INTERVALS_PER_HOUR];
+    long long counts[COUNTERS_HISTORY_PER_HOUR];
     int written = 0;
 
     for (int64_t h = hour - IMPORT_HOURS_BACK; h <= hour + IMPORT_HOURS_AHEAD; h++) {
-        int any = 0;
+        int rc;
 
-        if (counters_history(src, h * INTERVALS_PER_HOUR, INTERVALS_PER_HOUR, counts) != 0) {
+        if (counters_history(src, h * COUNTERS_HISTORY_PER_HOUR, COUNTERS_HISTORY_PER_HOUR,
+                             counts) != 0) {
             log_error("standalone Redis: reading the history of hour %lld failed", (long long)h);
             return -1;
         }
-        for (int i = 0; i < INTERVALS_PER_HOUR && !any; i++) {
-            any = counts[i] != 0;
-        }
-        if (any && counters_import_history(dst, h, counts, now_s) != 0) {
+        rc = counters_import_history(dst, h, counts, now_s);
+        if (rc < 0) {
             log_error("Redis Cluster: writing the history of hour %lld failed", (long long)h);
             return -1;
         }
-        written += any;
+        written += rc;
     }
     return written;
 }

@@ -15,13 +15,15 @@ standalone stack (the source) and one 3-master cluster without replicas
   finished by running it again, with exactly the source's values.
 """
 
+import json
 import os
 import random
 import subprocess
+import urllib.request
 
 import cluster  # tests/cluster.py
 import stack  # tests/stack.py
-from support import StackTestCase, wait_for
+from support import StackTestCase
 
 PREFIX = "reqstats:"
 SHARDS = 12
@@ -227,7 +229,5 @@ class Import(StackTestCase):
 
 
 def _get_json(st, path):
-    import json
-    import urllib.request
     with urllib.request.urlopen(st.base_url + path, timeout=10) as r:
         return json.loads(r.read().decode())
